@@ -1,0 +1,175 @@
+"""A bend is data: which operator, where, with what param, on which elements and steps.
+
+    Bend(operator, layer, param, target, step, normalize)    (the paper, section 3)
+
+``layer`` is ``"latent"`` (the sampler's x_t between denoising steps; with ``step=N`` this
+is the paper's "layer N") or a U-Net point by name (``"mid"``, ``"up.1"``,
+``"down.1.resnets.0"``) or by integer index into the loaded model's ordered point list
+(resolved by ``engine.bending.Bender``, which knows the model).
+
+Applying one bend is ``apply_bend(x, bend)``: operator, then target mask, then the
+optional mean subtraction. Bends are frozen; a mapping changes a param each frame with
+``bend.with_param(r)``, which costs a dataclass copy and re-registers nothing.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping, Optional, Union
+
+import torch
+from torch import Tensor
+
+from .operators import NAMED_PLANES, get_operator
+from .targets import ALL, Target, parse_target, target_mask
+
+LATENT = "latent"
+
+Layer = Union[str, int]
+Steps = Optional[frozenset]  # None = every step
+
+
+def parse_steps(spec: Any) -> Steps:
+    """``None``/"all" -> every step; 40 -> {40}; [1, 2]; "1,2,5"; "0:10" (end excluded)."""
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() in ("", "all")):
+        return None
+    try:
+        if isinstance(spec, bool):
+            raise ValueError
+        if isinstance(spec, (int, float)):
+            if float(spec) != int(spec):
+                raise ValueError
+            values = [int(spec)]
+        elif isinstance(spec, str):
+            values = []
+            for part in spec.replace(" ", "").split(","):
+                if ":" in part:
+                    a, b = part.split(":")
+                    values.extend(range(int(a), int(b)))
+                else:
+                    values.append(int(part))
+        else:
+            values = [int(v) for v in spec]
+    except (TypeError, ValueError):
+        raise ValueError(f"bad step {spec!r}; allowed: 'all', an int N >= 0, a list, '1,2,5' or 'a:b'") from None
+    if not values or any(v < 0 for v in values):
+        raise ValueError(f"bad step {spec!r}: steps are integers >= 0")
+    return frozenset(values)
+
+
+def _format_steps(steps: Steps) -> str:
+    if steps is None:
+        return "all"
+    return ",".join(str(s) for s in sorted(steps))
+
+
+@dataclass(frozen=True)
+class Bend:
+    operator: str
+    layer: Layer = LATENT
+    param: float = 0.0
+    target: Target = ALL
+    step: Steps = None
+    normalize: Optional[int] = None  # mean subtraction along dim 0, 1 or 2 of (C, H, W)
+    opts: Mapping[str, Any] = field(default_factory=dict)  # operator options: plane, axis, seed, matrix…
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        fn = get_operator(self.operator)  # unknown name -> ValueError listing the valid ones
+        if isinstance(self.layer, bool) or not isinstance(self.layer, (str, int)):
+            raise ValueError(f"bend layer must be 'latent', a U-Net point name or an index, got {self.layer!r}")
+        if isinstance(self.layer, int) and self.layer < 0:
+            raise ValueError(f"bend layer index must be >= 0, got {self.layer}")
+        if isinstance(self.layer, str) and not self.layer:
+            raise ValueError("bend layer is empty; use 'latent', a U-Net point name or an index")
+        try:
+            param = float(self.param)
+        except (TypeError, ValueError):
+            raise ValueError(f"bend param must be a number, got {self.param!r}") from None
+        if not math.isfinite(param):
+            raise ValueError(f"bend param must be finite, got {self.param!r}")
+        object.__setattr__(self, "param", param)
+        object.__setattr__(self, "target", parse_target(self.target))
+        object.__setattr__(self, "step", parse_steps(self.step))
+        if self.normalize is not None and self.normalize not in (0, 1, 2):
+            raise ValueError(f"bend normalize must be None, 0, 1 or 2 (a dim of C, H, W), got {self.normalize!r}")
+        opts = {k: tuple(v) if isinstance(v, list) and k == "plane" else v for k, v in dict(self.opts).items()}
+        allowed = [p for p in inspect.signature(fn).parameters if p not in ("x", "r")]
+        unknown = sorted(set(opts) - set(allowed))
+        if unknown:
+            raise ValueError(f"operator {self.operator!r} has no option(s) {unknown}; "
+                             f"its options: {allowed or 'none'}")
+        plane = opts.get("plane")
+        if isinstance(plane, str) and plane not in NAMED_PLANES:
+            raise ValueError(f"unknown rotation plane {plane!r}; use {sorted(NAMED_PLANES)} or [i, j]")
+        object.__setattr__(self, "opts", opts)
+
+    def active_at(self, step: int) -> bool:
+        return self.enabled and (self.step is None or step in self.step)
+
+    def with_param(self, param: float) -> "Bend":
+        return replace(self, param=param)
+
+    def __str__(self) -> str:
+        opts = ", ".join(f"{k}={v}" for k, v in self.opts.items())
+        text = f"{self.operator}({opts}) r={self.param:.4g} @ {self.layer} step {_format_steps(self.step)}"
+        if self.target != ALL:
+            text += f" on {self.target}"
+        if self.normalize is not None:
+            text += f", normalize dim {self.normalize}"
+        return text + ("" if self.enabled else " [off]")
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"operator": self.operator, "layer": self.layer, "param": self.param}
+        if self.target != ALL:
+            d["target"] = str(self.target)
+        if self.step is not None:
+            d["step"] = sorted(self.step) if len(self.step) > 1 else next(iter(self.step))
+        if self.normalize is not None:
+            d["normalize"] = self.normalize
+        if self.opts:
+            d["opts"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.opts.items()}
+        if not self.enabled:
+            d["enabled"] = False
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Bend":
+        allowed = {"operator", "layer", "param", "target", "step", "normalize", "opts", "enabled"}
+        unknown = sorted(set(d) - allowed)
+        if unknown:
+            raise ValueError(f"unknown bend key(s) {unknown}; allowed: {sorted(allowed)}")
+        if "operator" not in d:
+            raise ValueError("a bend needs an 'operator'")
+        return cls(**dict(d))
+
+
+def apply_bend(x: Tensor, bend: Bend) -> Tensor:
+    """One bend on x (B, C, H, W) or (C, H, W): operator, target, normalisation."""
+    y = get_operator(bend.operator)(x, bend.param, **bend.opts)
+    mask = target_mask(bend.target, tuple(x.shape[-3:]), x.device)
+    if mask is not None:
+        y = torch.where(mask, y, x)
+    if bend.normalize is not None:
+        y = y - y.mean(dim=bend.normalize - 3, keepdim=True)
+    return y
+
+
+def apply_bends(x: Tensor, bends, layer: Layer, step: int) -> Tensor:
+    """Every enabled bend at ``layer`` active at ``step``, chained in order."""
+    for bend in bends:
+        if bend.layer == layer and bend.active_at(step):
+            x = apply_bend(x, bend)
+    return x
+
+
+class BendModule(torch.nn.Module):
+    """The Module twin of ``apply_bend``, for places that run modules (compiled segments)."""
+
+    def __init__(self, bend: Bend):
+        super().__init__()
+        self.bend = bend
+
+    def forward(self, x: Tensor) -> Tensor:
+        return apply_bend(x, self.bend)

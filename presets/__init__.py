@@ -1,0 +1,1 @@
+"""Shipped presets (TOML), found through importlib.resources."""

@@ -1,0 +1,1 @@
+"""GLSL sources used by live/, found through importlib.resources."""
