@@ -1,0 +1,518 @@
+"""Presets: a whole look — model, pipeline settings, bends and their audio mappings — as a
+human-editable TOML file.
+
+    name = "paper-piano-mesh"
+    description = "What it looks like and what drives it."
+    pipeline = "walk"                 # stream | walk | chain
+
+    [model]                           # name: tiny, sd-turbo, sd-1.5, a repo id, a path
+    name = "sd-1.5"                   # vae: default | full | taesd | a path
+    vae = "full"                      # width, height: optional, default the native size
+
+    [walk]                            # named after the pipeline: fields of WalkConfig
+    prompt = "3D mesh geometry"
+    steps = 50
+
+    [[bends]]                         # fields of engine.bends.Bend, in order of application
+    operator = "rotate"
+    layer = "latent"
+    step = 40
+    opts = { plane = "R1" }
+      [bends.mapping]                 # optional: fields of engine.mappings.Mapping
+      feature = "rms"
+      in_range = [0.0, 0.5]
+      out_range = [0.0, 6.283185307179586]
+
+A preset is data merged onto the dataclass defaults, never executed: every key is checked
+when the file is read, and a bad one raises ``PresetError`` naming the file, the key path
+and what is allowed::
+
+    presets/x.toml: bends[1].operator: unknown operator 'rotat'; valid operators: ...
+
+Layers are checked only for their form here ("latent", a point name, an index >= 0):
+whether ``up.2.attentions.1`` exists depends on the model, so the pipeline's ``Bender``
+checks names against the loaded U-Net when the preset is applied.
+
+Presets are found in the user folder first ($NETBEND_PRESETS, else
+~/.config/netbend/presets), then among the presets shipped in the ``presets`` package.
+Saving is atomic (temp file, fsync, rename) and never overwrites a file that does not
+parse as a preset; it writes plain TOML, so comments in a hand-edited file are not kept.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import tempfile
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, Union
+
+import tomli_w
+
+from engine.bends import Bend
+from engine.chain import ChainConfig
+from engine.mappings import Mapping
+from engine.operators import get_operator
+from engine.stream import StreamConfig
+from engine.walk import WalkConfig
+
+PIPELINES = ("stream", "walk", "chain")
+CONFIGS: dict[str, type] = {"stream": StreamConfig, "walk": WalkConfig, "chain": ChainConfig}
+TOP_KEYS = ("name", "description", "pipeline", "model", "bends")  # and the pipeline's own table
+MODEL_KEYS = ("name", "vae", "width", "height")
+SIZE_KEYS = ("width", "height")  # written in [model], passed into the pipeline config
+BEND_KEYS = tuple(f.name for f in dataclasses.fields(Bend)) + ("mapping",)
+
+Config = Union[StreamConfig, WalkConfig, ChainConfig]
+
+
+class PresetError(ValueError):
+    """A preset that cannot be used. ``str()`` reads ``<file>: <key path>: <what is wrong>``,
+    leaving out the parts that do not apply."""
+
+    def __init__(self, source: Optional[str], key: Optional[str], problem: str):
+        self.source, self.key, self.problem = source, key, problem
+        super().__init__(": ".join(part for part in (source, key, problem) if part))
+
+    def at(self, source: str) -> "PresetError":
+        """The same error, reported against ``source`` (a file) instead."""
+        return PresetError(source, self.key, self.problem)
+
+
+def _join(items: Iterable[Any]) -> str:
+    return ", ".join(str(i) for i in items)
+
+
+def _unknown(keys: Iterable[str], allowed: Iterable[str]) -> str:
+    keys = list(keys)
+    names = _join(repr(k) for k in keys)
+    return f"unknown key{'s' if len(keys) > 1 else ''} {names}; allowed: {_join(allowed)}"
+
+
+# -- value types -------------------------------------------------------------------------
+
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _type_ok(value: Any, typ: type) -> bool:
+    if typ is bool:
+        return isinstance(value, bool)
+    if typ is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if typ is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, typ)
+
+
+def _expect(value: Any, typ: type, key: str) -> None:
+    if not _type_ok(value, typ):
+        what = "a finite number" if typ is float else _TYPE_WORDS.get(typ, typ.__name__)
+        raise PresetError(None, key, f"must be {what} (got {value!r})")
+
+
+def _config_fields(cls: type) -> dict[str, tuple[type, bool]]:
+    """{field: (type, optional)} of a config dataclass, from its resolved annotations."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        t, optional = hints[f.name], False
+        if typing.get_origin(t) in (Union, types.UnionType):
+            args = [a for a in typing.get_args(t) if a is not type(None)]
+            optional, t = len(args) < len(typing.get_args(t)), args[0]
+        out[f.name] = (t, optional)
+    return out
+
+
+def _blame(build: Callable[[dict], Any], base: dict, d: dict, prefix: str, error: Exception) -> PresetError:
+    """Find the key of ``d`` that alone makes ``build`` fail (on top of a valid ``base``), so
+    the message can point at it; a failure no single key causes is reported at ``prefix``."""
+    for k, v in d.items():
+        try:
+            build({**base, k: v})
+        except (ValueError, TypeError) as e:
+            return PresetError(None, f"{prefix}.{k}", str(e))
+    return PresetError(None, prefix, str(error))
+
+
+# -- the preset --------------------------------------------------------------------------
+
+
+@dataclass
+class Preset:
+    """A whole look. Validated when made (PresetError); ``config()`` builds the pipeline's
+    config. Bend layers are checked for form only: the pipeline's ``Bender`` checks them
+    against the loaded model's U-Net."""
+
+    name: str
+    pipeline: str = "stream"
+    description: str = ""
+    model: str = "sd-turbo"
+    vae: str = "default"
+    width: Optional[int] = None  # None: the model's native size
+    height: Optional[int] = None
+    settings: dict = field(default_factory=dict)  # the pipeline table: fields of its config
+    bends: list = field(default_factory=list)  # list[Bend], applied in order
+    mappings: list = field(default_factory=list)  # list[Mapping | None], aligned with bends
+
+    def __post_init__(self) -> None:
+        try:
+            self._validate()
+        except PresetError as e:
+            raise e.at(f"preset {self.name!r}") from None
+
+    def _validate(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise PresetError(None, "name", f"must be a non-empty string (got {self.name!r})")
+        _expect(self.description, str, "description")
+        if self.pipeline not in PIPELINES:
+            raise PresetError(None, "pipeline", f"unknown pipeline (got {self.pipeline!r}); allowed: {_join(PIPELINES)}")
+        for key, value in (("model.name", self.model), ("model.vae", self.vae)):
+            if not isinstance(value, str) or not value.strip():
+                raise PresetError(None, key, f"must be a non-empty string (got {value!r})")
+        for key in SIZE_KEYS:
+            value = getattr(self, key)
+            if value is not None:
+                _expect(value, int, f"model.{key}")
+        self.settings = self._checked_settings(dict(self.settings))
+        self.bends, self.mappings = list(self.bends), list(self.mappings)
+        for i, bend in enumerate(self.bends):
+            if not isinstance(bend, Bend):
+                raise PresetError(None, f"bends[{i}]", f"must be a Bend (got {bend!r})")
+        if len(self.mappings) > len(self.bends):
+            raise PresetError(None, "mappings", f"{len(self.mappings)} mappings for {len(self.bends)} bends")
+        self.mappings += [None] * (len(self.bends) - len(self.mappings))
+        for i, mapping in enumerate(self.mappings):
+            if mapping is not None and not isinstance(mapping, Mapping):
+                raise PresetError(None, f"bends[{i}].mapping", f"must be a Mapping or None (got {mapping!r})")
+
+    def _checked_settings(self, settings: dict) -> dict:
+        table, cls = self.pipeline, CONFIGS[self.pipeline]
+        known = _config_fields(cls)
+        allowed = [k for k in known if k not in SIZE_KEYS]
+        for key, value in list(settings.items()):
+            if key in SIZE_KEYS:
+                raise PresetError(None, f"{table}.{key}", f"belongs in [model] (model.{key}), not in [{table}]")
+            if key not in known:
+                raise PresetError(None, table, _unknown([key], allowed))
+            typ, optional = known[key]
+            if value is None and optional:
+                del settings[key]  # None is the default; TOML cannot write it anyway
+                continue
+            _expect(value, typ, f"{table}.{key}")
+        try:
+            self._config_with(settings)
+        except (ValueError, TypeError) as e:
+            sizes = {k: getattr(self, k) for k in SIZE_KEYS if getattr(self, k) is not None}
+            blamed = _blame(lambda d: cls(**d), {}, {**settings, **sizes}, table, e)
+            if blamed.key and blamed.key.split(".")[-1] in SIZE_KEYS:
+                blamed = PresetError(None, "model." + blamed.key.split(".")[-1], blamed.problem)
+            raise blamed from None
+        return settings
+
+    def _config_with(self, settings: dict) -> Config:
+        return CONFIGS[self.pipeline](**settings, width=self.width, height=self.height)
+
+    def config(self) -> Config:
+        """A fresh StreamConfig / WalkConfig / ChainConfig: the defaults, the pipeline table
+        and the model's width/height."""
+        return self._config_with(self.settings)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data in the file's layout (what ``save_preset`` writes)."""
+        model: dict[str, Any] = {"name": self.model, "vae": self.vae}
+        model.update({k: getattr(self, k) for k in SIZE_KEYS if getattr(self, k) is not None})
+        d: dict[str, Any] = {"name": self.name, "description": self.description, "pipeline": self.pipeline,
+                             "model": model, self.pipeline: dict(self.settings)}
+        bends = []
+        for bend, mapping in zip(self.bends, self.mappings):
+            b = bend.to_dict()
+            # TOML has no null, and a None option is the operator's default anyway
+            opts = {k: v for k, v in b.pop("opts", {}).items() if v is not None}
+            if opts:
+                b["opts"] = opts
+            if mapping is not None:
+                b["mapping"] = mapping.to_dict()
+            bends.append(b)
+        if bends:
+            d["bends"] = bends
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str = "<dict>", *, default_name: Optional[str] = None) -> "Preset":
+        """A Preset from parsed TOML (or ``to_dict`` output). Every key is checked; errors are
+        PresetErrors reading ``<source>: <key path>: <problem>``. ``default_name`` is used
+        when the data has no ``name`` (a file's stem)."""
+        try:
+            return cls(**_parse(d, default_name))
+        except PresetError as e:
+            raise e.at(source) from None
+
+
+def _parse(d: Any, default_name: Optional[str]) -> dict[str, Any]:
+    """Raw preset data -> Preset keyword arguments, checking keys and types on the way."""
+    if not isinstance(d, dict):
+        raise PresetError(None, None, f"a preset must be a table of keys (got {type(d).__name__})")
+    pipeline = d.get("pipeline", "stream")
+    if not isinstance(pipeline, str) or pipeline not in PIPELINES:
+        raise PresetError(None, "pipeline", f"unknown pipeline (got {pipeline!r}); allowed: {_join(PIPELINES)}")
+    for key in d:
+        if key in PIPELINES and key != pipeline:
+            raise PresetError(None, key, f"a [{key}] table in a {pipeline} preset; this preset's settings "
+                                         f"table is [{pipeline}] (or set pipeline = \"{key}\")")
+    unknown = [k for k in d if k not in TOP_KEYS and k != pipeline]
+    if unknown:
+        raise PresetError(None, None, _unknown(unknown, TOP_KEYS[:4] + (pipeline, "bends")))
+
+    name = d.get("name", default_name)
+    if name is None:
+        raise PresetError(None, "name", "missing; a preset needs a name")
+    _expect(name, str, "name")
+    _expect(d.get("description", ""), str, "description")
+    kwargs: dict[str, Any] = {"name": name, "pipeline": pipeline, "description": d.get("description", "")}
+
+    model = d.get("model", {})
+    if isinstance(model, str):
+        model = {"name": model}  # model = "sd-turbo" as a shorthand for [model] name = ...
+    if not isinstance(model, dict):
+        raise PresetError(None, "model", f"must be a table ([model]) or a model name (got {model!r})")
+    unknown = [k for k in model if k not in MODEL_KEYS]
+    if unknown:
+        raise PresetError(None, "model", _unknown(unknown, MODEL_KEYS))
+    for key, typ in (("name", str), ("vae", str), ("width", int), ("height", int)):
+        if key in model:
+            _expect(model[key], typ, f"model.{key}")
+    kwargs.update({"model" if k == "name" else k: v for k, v in model.items()})
+
+    settings = d.get(pipeline, {})
+    if not isinstance(settings, dict):
+        raise PresetError(None, pipeline, f"must be a table ([{pipeline}]) (got {settings!r})")
+    kwargs["settings"] = settings
+
+    raw_bends = d.get("bends", [])
+    if not isinstance(raw_bends, list):
+        raise PresetError(None, "bends", f"must be an array of tables ([[bends]]) (got {raw_bends!r})")
+    parsed = [_parse_bend(b, f"bends[{i}]") for i, b in enumerate(raw_bends)]
+    kwargs["bends"] = [b for b, _ in parsed]
+    kwargs["mappings"] = [m for _, m in parsed]
+    return kwargs
+
+
+# Bend fields and the TOML types each may take (Bend itself checks the values).
+_BEND_TYPES: dict[str, tuple[type, ...]] = {
+    "operator": (str,), "layer": (str, int), "param": (float,), "target": (str, list),
+    "step": (int, str, list), "normalize": (int,), "opts": (dict,), "enabled": (bool,),
+}
+
+
+def _parse_bend(d: Any, key: str) -> tuple[Bend, Optional[Mapping]]:
+    if not isinstance(d, dict):
+        raise PresetError(None, key, f"a bend must be a table ([[bends]]) (got {d!r})")
+    unknown = [k for k in d if k not in BEND_KEYS]
+    if unknown:
+        raise PresetError(None, key, _unknown(unknown, BEND_KEYS))
+    if "operator" not in d:
+        raise PresetError(None, f"{key}.operator", "missing; every bend needs an operator")
+    for name, typs in _BEND_TYPES.items():
+        if name in d and not any(_type_ok(d[name], t) for t in typs):
+            words = " or ".join(_TYPE_WORDS.get(t, "an array" if t is list else "a table") for t in typs)
+            raise PresetError(None, f"{key}.{name}", f"must be {words} (got {d[name]!r})")
+    op = d["operator"]
+    try:
+        get_operator(op)
+    except ValueError as e:
+        raise PresetError(None, f"{key}.operator", str(e)) from None
+    fields_ = {k: v for k, v in d.items() if k != "mapping"}
+    try:
+        bend = Bend.from_dict(fields_)
+    except (ValueError, TypeError) as e:
+        blamed = _blame(Bend.from_dict, {"operator": op}, fields_, key, e)
+        if blamed.key == f"{key}.opts":  # point at the option itself
+            blamed = _blame(lambda o: Bend(op, opts=o), {}, d["opts"], blamed.key, ValueError(blamed.problem))
+        raise blamed from None
+
+    mapping = d.get("mapping")
+    if mapping is not None:
+        if not isinstance(mapping, dict):
+            raise PresetError(None, f"{key}.mapping", f"must be a table ([bends.mapping]) (got {mapping!r})")
+        try:
+            mapping = Mapping.from_dict(dict(mapping))
+        except (ValueError, TypeError) as e:
+            raise _blame(Mapping.from_dict, {"feature": "rms"}, mapping, f"{key}.mapping", e) from None
+    return bend, mapping
+
+
+# -- files -------------------------------------------------------------------------------
+
+
+def user_preset_dirs() -> list[Path]:
+    """$NETBEND_PRESETS (one folder, or several joined by os.pathsep), else
+    $XDG_CONFIG_HOME/netbend/presets (~/.config/netbend/presets)."""
+    env = os.environ.get("NETBEND_PRESETS", "").strip()
+    if env:
+        return [Path(p).expanduser() for p in env.split(os.pathsep) if p]
+    config = os.environ.get("XDG_CONFIG_HOME", "").strip() or Path.home() / ".config"
+    return [Path(config).expanduser() / "netbend" / "presets"]
+
+
+def shipped_preset_dir() -> Path:
+    """The ``presets`` package folder: the checkout's under ``pip install -e .``, the
+    installed copy under ``pip install .``."""
+    return Path(os.fspath(resources.files("presets")))
+
+
+def preset_dirs() -> list[Path]:
+    """Where presets are looked for, first match wins: the user folder, then the shipped one."""
+    return user_preset_dirs() + [shipped_preset_dir()]
+
+
+def user_preset_path(name: str) -> Path:
+    """Where a preset saved by name goes: NAME.toml in the (first) user folder."""
+    if not isinstance(name, str) or not name.strip() or name.startswith(".") or any(
+            sep and sep in name for sep in (os.sep, os.altsep)):
+        raise PresetError(None, None, f"bad preset name {name!r}: use a plain file name without folders")
+    stem = name[:-5] if name.endswith(".toml") else name
+    return user_preset_dirs()[0] / f"{stem}.toml"
+
+
+def _preset_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*.toml") if p.is_file()) if folder.is_dir() else []
+
+
+def list_presets() -> list[tuple[str, Path]]:
+    """(name, path) of every preset by file name, a user preset hiding a shipped one of the
+    same name; sorted by name."""
+    found: dict[str, Path] = {}
+    for folder in preset_dirs():
+        for path in _preset_files(folder):
+            found.setdefault(path.stem, path)
+    return sorted(found.items())
+
+
+def find_preset(name_or_path: Union[str, Path]) -> Path:
+    """An existing file wins; else NAME.toml in ``preset_dirs()``, first match."""
+    text = os.fspath(name_or_path)
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        raise PresetError(text, None, "is a folder, not a preset file")
+    has_folder = any(sep and sep in text for sep in (os.sep, os.altsep))
+    if has_folder or isinstance(name_or_path, Path):
+        raise PresetError(text, None, "no such preset file")
+    name = text[:-5] if text.endswith(".toml") else text
+    for folder in preset_dirs():
+        candidate = folder / f"{name}.toml"
+        if candidate.is_file():
+            return candidate
+    names = [n for n, _ in list_presets()]
+    raise PresetError(None, None, f"unknown preset {name!r}; available: {_join(names) or 'none'} "
+                                  f"(looked in {_join(preset_dirs())}), or give a path to a .toml file")
+
+
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+
+
+def _read(path: Path) -> dict:
+    source = str(path)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as e:
+        raise PresetError(source, None, f"cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise PresetError(source, None, f"not UTF-8 text (byte {e.start})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        message = str(e)
+        where = _TOML_POSITION.search(message)
+        if where:
+            position = f"line {where.group(1)}, column {where.group(2)}"
+            raise PresetError(source, position, f"TOML syntax error: {message[:where.start()]}") from None
+        raise PresetError(source, None, f"TOML syntax error: {message}") from None
+
+
+def load_preset(name_or_path: Union[str, Path]) -> Preset:
+    """Read and check one preset (by name or path). A file without ``name`` is named after
+    its stem. Raises PresetError."""
+    path = find_preset(name_or_path)
+    return Preset.from_dict(_read(path), source=str(path), default_name=path.stem)
+
+
+def check_presets(paths: Optional[Iterable[Union[str, Path]]] = None) -> list[tuple[Path, Optional[str]]]:
+    """(path, error or None) for each given preset, or for every preset file in every
+    preset folder (a user preset hiding a shipped one does not hide the shipped one's errors)."""
+    if paths is None:
+        paths = [p for folder in preset_dirs() for p in _preset_files(folder)]
+    results: list[tuple[Path, Optional[str]]] = []
+    for p in paths:
+        try:
+            path = find_preset(p)
+            load_preset(path)
+            results.append((path, None))
+        except PresetError as e:
+            results.append((Path(os.fspath(p)), str(e)))
+    return results
+
+
+def save_preset(preset: Preset, path: Union[str, Path], *, overwrite: bool = True) -> Path:
+    """Write ``preset`` to ``path`` atomically: a temp file in the same folder, fsync, then
+    ``os.replace``, so a crash leaves either the old file or the new one, never half of one.
+
+    An existing file is replaced only with ``overwrite`` and only if it parses as a preset:
+    a file that does not (hand-edited, half-finished) is never clobbered.
+    """
+    if not isinstance(preset, Preset):
+        raise TypeError(f"save_preset takes a Preset, got {type(preset).__name__}")
+    path = Path(path).expanduser()
+    source = str(path)
+    if path.is_dir():
+        raise PresetError(source, None, "is a folder, not a preset file")
+    mode = 0o644
+    if path.exists():
+        if not overwrite:
+            raise PresetError(source, None, "exists and overwrite is off; choose another name")
+        try:
+            load_preset(path)
+        except PresetError as e:
+            raise PresetError(source, None, f"the existing file is not a valid preset and was left untouched "
+                                            f"({e.problem}); save under another name") from None
+        mode = path.stat().st_mode & 0o777
+    text = tomli_w.dumps(preset.to_dict())
+    Preset.from_dict(tomllib.loads(text), source=source)  # never write what would not load back
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(text.encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
