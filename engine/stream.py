@@ -1,0 +1,233 @@
+"""The live path: few-step img2img on its own previous frame (StreamDiffusion-like).
+
+    pipe = StreamPipeline(model, StreamConfig(prompt="stained glass"))
+    pipe.prepare()                  # embeddings, timesteps, noise, first frame: once
+    pipe.bends = [Bend("rotate", "mid", 0.8)]
+    frame = pipe.step()             # (1, 3, H, W) in [0, 1], fed back into the next step
+
+``step()`` is straight-line tensor code: no sleeps, no prints, no host syncs. Each of the
+``steps`` denoising steps re-noises the current clean estimate to its timestep with noise
+drawn once at ``prepare`` (fixed noise is what keeps consecutive frames coherent) and asks
+the U-Net for a new estimate, as LCM / SD-Turbo sampling does.
+
+A feedback loop drifts: colours saturate and detail washes out over minutes. Two optional
+guards keep an hour of quiet input alive: ``color_coherence`` pulls each frame's per-channel
+mean and standard deviation towards the first frame's, and ``noise_floor`` mixes a little
+fresh noise into the fed-back latent so the loop never settles into one flat colour.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Iterable, Optional
+
+import torch
+from torch import Tensor
+
+from .bending import Bender
+from .bends import Bend
+from .sampling import alphas_cumprod, guided_unet, predict_x0, seeded_noise, slerp
+
+
+@dataclass
+class StreamConfig:
+    prompt: str = "an abstract colourful painting, highly detailed"
+    steps: int = 1  # SD-Turbo is distilled for 1-4 steps; 1 is the real-time default
+    strength: float = 0.5  # fraction of the noise schedule the fed-back frame is pushed into
+    seed: int = 0
+    width: Optional[int] = None  # None: the model's native size (512 for SD-Turbo, 64 for tiny)
+    height: Optional[int] = None
+    guidance: float = 0.0  # turbo models are trained without classifier-free guidance
+    latent_feedback: bool = False  # feed the clean latent back instead of decode -> encode
+    prompt_blend_frames: int = 8  # a prompt change slerps over this many frames instead of cutting
+    color_coherence: float = 0.0  # 0..1 pull of each frame's colour statistics to the first frame's
+    noise_floor: float = 0.0  # std of fresh noise added to the fed-back latent
+
+    def __post_init__(self) -> None:
+        if not 1 <= int(self.steps) <= 50:
+            raise ValueError(f"stream steps must be 1..50 (1-4 for turbo models), got {self.steps}")
+        if not 0.0 < float(self.strength) <= 1.0:
+            raise ValueError(f"stream strength must be in (0, 1], got {self.strength}")
+        for name in ("width", "height"):
+            v = getattr(self, name)
+            if v is not None and (int(v) < 8 or int(v) % 8):
+                raise ValueError(f"stream {name} must be a multiple of 8 and >= 8, got {v}")
+        if self.prompt_blend_frames < 0:
+            raise ValueError("prompt_blend_frames must be >= 0")
+        if not 0.0 <= self.color_coherence <= 1.0:
+            raise ValueError(f"color_coherence must be in 0..1, got {self.color_coherence}")
+        if self.noise_floor < 0 or not math.isfinite(self.noise_floor):
+            raise ValueError(f"noise_floor must be >= 0, got {self.noise_floor}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def stream_timesteps(steps: int, strength: float, num_train_timesteps: int = 1000) -> list[int]:
+    """Evenly spaced, trailing timesteps from strength*T down: (1, 1.0) -> [999] as
+    SD-Turbo's txt2img; (1, 0.5) -> [499] as its img2img; (2, 0.5) -> [499, 249]."""
+    top = strength * num_train_timesteps
+    return [max(0, int(round(top * (1.0 - k / steps))) - 1) for k in range(steps)]
+
+
+class StreamPipeline:
+    def __init__(self, model, config: Optional[StreamConfig] = None, bends: Iterable[Bend] = ()):
+        self.model = model
+        self.config = config or StreamConfig()
+        self.bender = Bender(model.unet, bends)
+        self.frame_index = 0
+        self._prepared = False
+
+    @property
+    def bends(self):
+        return self.bender.bends
+
+    @bends.setter
+    def bends(self, bends: Iterable[Bend]) -> None:
+        self.bender.bends = bends
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) in pixels."""
+        c = self.config
+        return (c.height or self.model.default_size, c.width or self.model.default_size)
+
+    @torch.no_grad()
+    def prepare(self, init_image: Optional[Tensor] = None) -> Tensor:
+        """One-time work: embeddings, timesteps, fixed noise, the first frame. Returns it."""
+        m, c = self.model, self.config
+        h, w = self.size
+        f = m.vae_scale_factor
+        self._latent_shape = (1, m.latent_channels, h // f, w // f)
+        self._acp = acp = alphas_cumprod(m.scheduler_config)
+        self._prediction_type = m.scheduler_config.get("prediction_type", "epsilon")
+        T = len(acp)
+        self._set_schedule()
+        self._set_noise()
+        self._emb = m.encode_prompt([c.prompt])
+        self._emb_from, self._emb_to, self._blend_left = self._emb, self._emb, 0
+        self._uncond = m.encode_prompt([""]) if c.guidance > 1.0 else None
+        if init_image is None:
+            # first frame from the prompt alone: the same sampler from pure noise (strength 1)
+            x0 = self._denoise_from_noise(T)
+        else:
+            x0 = m.encode_image(self._fit(init_image))
+        self._latent = x0
+        self._image = m.decode_latent(x0)
+        self._reference = self._stats(self._image)
+        self.frame_index = 0
+        self._prepared = True
+        return self._image
+
+    def _set_schedule(self) -> None:
+        c, acp = self.config, self._acp
+        ts = stream_timesteps(c.steps, c.strength, len(acp))
+        self._timesteps = [torch.tensor([t], device=self.model.device) for t in ts]
+        self._alpha_bars = [float(acp[t]) for t in ts]
+
+    def _set_noise(self) -> None:
+        # one fixed noise tensor per step, drawn from the seed
+        m, c = self.model, self.config
+        self._noise = [seeded_noise(self._latent_shape, c.seed + k, m.device, m.dtype) for k in range(c.steps)]
+        self._fresh = torch.Generator(device=m.device).manual_seed(c.seed + 10_000)
+
+    def set_strength(self, strength: float) -> None:
+        """A new img2img strength from the next frame on (a few scalars; nothing rebuilt)."""
+        self.config.strength = StreamConfig(strength=strength).strength  # validates
+        self._set_schedule()
+
+    def set_seed(self, seed: int) -> None:
+        """New fixed noise from the next frame on; the picture carries on from the current frame."""
+        self.config.seed = int(seed)
+        self._set_noise()
+
+    def _fit(self, image: Tensor) -> Tensor:
+        m = self.model
+        image = image.to(device=m.device, dtype=m.dtype)
+        if image.dim() == 3:
+            image = image.unsqueeze(0)
+        if tuple(image.shape[-2:]) != self.size:
+            image = torch.nn.functional.interpolate(image, size=self.size, mode="bilinear", align_corners=False)
+        return image
+
+    def _denoise_from_noise(self, T: int) -> Tensor:
+        m, c, acp = self.model, self.config, self._acp
+        ts = stream_timesteps(c.steps, 1.0, T)
+        x0 = torch.zeros(self._latent_shape, device=m.device, dtype=m.dtype)
+        for k, t in enumerate(ts):
+            a = float(acp[t])
+            x_t = a ** 0.5 * x0 + (1 - a) ** 0.5 * self._noise[k]
+            out = guided_unet(m, self.bender, x_t, torch.tensor([t], device=m.device), self._emb,
+                              self._uncond, c.guidance, k)
+            x0 = predict_x0(out, x_t, a, self._prediction_type)
+        return x0
+
+    def set_prompt(self, prompt: str) -> None:
+        """Blend to a new prompt over ``prompt_blend_frames`` frames (slerp), from wherever
+        the current blend is."""
+        self.config.prompt = prompt
+        self._emb_from = self._emb
+        self._emb_to = self.model.encode_prompt([prompt])
+        self._blend_left = self.config.prompt_blend_frames
+        if self._blend_left == 0:
+            self._emb = self._emb_to
+
+    def _advance_prompt(self) -> None:
+        if self._blend_left > 0:
+            n = self.config.prompt_blend_frames
+            self._blend_left -= 1
+            self._emb = slerp(self._emb_from, self._emb_to, (n - self._blend_left) / n)
+
+    @staticmethod
+    def _stats(image: Tensor) -> tuple[Tensor, Tensor]:
+        return image.mean(dim=(-2, -1), keepdim=True), image.std(dim=(-2, -1), keepdim=True)
+
+    def _cohere(self, image: Tensor) -> Tensor:
+        """Pull per-channel mean/std towards the reference frame's by ``color_coherence``."""
+        mean, std = self._stats(image)
+        ref_mean, ref_std = self._reference
+        matched = (image - mean) / (std + 1e-5) * ref_std + ref_mean
+        return torch.lerp(image, matched, self.config.color_coherence).clamp(0.0, 1.0)
+
+    def frame(self, i: int = 0, total: Optional[int] = None) -> Tensor:
+        """The next frame of the feedback loop (the common pipeline call; i is not needed)."""
+        return self.step()
+
+    @torch.no_grad()
+    def resume(self, image: Tensor, index: int) -> None:
+        """Continue the feedback loop from saved frame ``index - 1`` (an interrupted render)."""
+        if self.config.noise_floor > 0:
+            for _ in range(index):  # skip the fresh-noise draws of the frames already made
+                torch.randn(self._latent_shape, generator=self._fresh, device=self.model.device, dtype=self.model.dtype)
+        self.frame_index = index
+        self._image = self._fit(image)
+        self._latent = self.model.encode_image(self._image)
+
+    @torch.no_grad()
+    def step(self, image: Optional[Tensor] = None) -> Tensor:
+        """One frame: img2img on ``image`` (default: the previous frame). (1, 3, H, W) in [0, 1]."""
+        if not self._prepared:
+            raise RuntimeError("call prepare() before step()")
+        m, c = self.model, self.config
+        self._advance_prompt()
+        if image is not None:
+            x0 = m.encode_image(self._fit(image))
+        elif c.latent_feedback:
+            x0 = self._latent
+        else:
+            x0 = m.encode_image(self._image)
+        if c.noise_floor > 0:
+            x0 = x0 + c.noise_floor * torch.randn(x0.shape, generator=self._fresh, device=x0.device, dtype=x0.dtype)
+        for k in range(c.steps):
+            a = self._alpha_bars[k]
+            x_t = a ** 0.5 * x0 + (1.0 - a) ** 0.5 * self._noise[k]  # (1, C, h, w)
+            x_t = self.bender.latent(x_t, k)
+            out = guided_unet(m, self.bender, x_t, self._timesteps[k], self._emb, self._uncond, c.guidance, k)
+            x0 = predict_x0(out, x_t, a, self._prediction_type)
+        x0 = self.bender.latent(x0, c.steps)
+        frame = m.decode_latent(x0)
+        if c.color_coherence > 0:
+            frame = self._cohere(frame)
+        self._latent, self._image = x0, frame
+        self.frame_index += 1
+        return frame

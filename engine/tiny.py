@@ -1,0 +1,287 @@
+"""Models built in code, with random weights: `tiny` and SD-Turbo's full architecture.
+
+`tiny` is what every test and CI run uses, so it has the *same classes and U-Net
+topology* as the real model (`UNet2DConditionModel` laid out as SD's, `AutoencoderTiny`
+or `AutoencoderKL`, `CLIPTextModel`), only narrow. Weights are random and seeded.
+
+`sd_turbo_architecture` is the real compute (SD 2.1-base U-Net, OpenCLIP ViT-H text
+tower, TAESD or SD's VAE) with random weights, for GPU benchmarks without a download.
+Both return an `engine.models.Model` and are exported from there too.
+
+The tokenizer is written here because a real `CLIPTokenizer` needs vocabulary files
+from the Hub. `ByteTokenizer` has the call interface the pipelines use:
+`tok(prompts, padding="max_length", max_length=77, truncation=True,
+return_tensors="pt").input_ids`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel
+
+BYTE_TOKENIZER_FILE = "netbend_byte_tokenizer.json"
+
+
+@dataclass
+class TokenizerOutput:
+    input_ids: torch.Tensor  # (B, max_length) long
+    attention_mask: torch.Tensor  # (B, max_length) long, 1 on real tokens
+
+
+class ByteTokenizer:
+    """Each UTF-8 byte is one token: `[BOS, b0, b1, …, EOS, PAD, …]`.
+
+    Ids 0–255 are the bytes; BOS and EOS come after them unless given (the SD-Turbo
+    architecture uses CLIP's 49406/49407 so its random text encoder sees CLIP's ids).
+    Padding repeats EOS, as SD 1.x's tokenizer does.
+    """
+
+    def __init__(self, model_max_length: int = 77, bos_token_id: int = 256, eos_token_id: int = 257,
+                 pad_token_id: int | None = None):
+        self.model_max_length = model_max_length
+        self.bos_token_id = bos_token_id
+        self.eos_token_id = eos_token_id
+        self.pad_token_id = eos_token_id if pad_token_id is None else pad_token_id
+
+    @property
+    def vocab_size(self) -> int:
+        return max(256, self.bos_token_id + 1, self.eos_token_id + 1, self.pad_token_id + 1)
+
+    def encode(self, text: str, max_length: int | None = None, truncation: bool = True) -> list[int]:
+        ids = [self.bos_token_id, *text.encode("utf-8"), self.eos_token_id]
+        if truncation and max_length is not None and len(ids) > max_length:
+            ids = ids[: max_length - 1] + [self.eos_token_id]  # keep EOS: CLIP pools on it
+        return ids
+
+    def __call__(self, text: str | Sequence[str], padding: bool | str = "max_length",
+                 max_length: int | None = None, truncation: bool = True,
+                 return_tensors: str | None = "pt") -> TokenizerOutput:
+        if return_tensors not in ("pt", None):
+            raise ValueError(f"ByteTokenizer returns torch tensors only (return_tensors='pt'), got {return_tensors!r}")
+        texts = [text] if isinstance(text, str) else list(text)
+        max_length = self.model_max_length if max_length is None else max_length
+        rows = [self.encode(t, max_length, truncation) for t in texts]
+        width = max_length if padding == "max_length" else max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row[:width], dtype=torch.long)
+            mask[i, : len(row)] = 1
+        return TokenizerOutput(input_ids=ids, attention_mask=mask)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return bytes(int(i) for i in ids if 0 <= int(i) < 256).decode("utf-8", errors="replace")
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        settings = {"model_max_length": self.model_max_length, "bos_token_id": self.bos_token_id,
+                    "eos_token_id": self.eos_token_id, "pad_token_id": self.pad_token_id}
+        (folder / BYTE_TOKENIZER_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, subfolder: str = "") -> "ByteTokenizer":
+        return cls(**json.loads((Path(folder) / subfolder / BYTE_TOKENIZER_FILE).read_text()))
+
+    def __repr__(self) -> str:
+        return (f"ByteTokenizer(model_max_length={self.model_max_length}, bos={self.bos_token_id}, "
+                f"eos={self.eos_token_id}, pad={self.pad_token_id})")
+
+
+# SD 1.x/2.x's U-Net topology at toy width: 4 down and 4 up blocks, 2 resnets each,
+# SD's cross-attention placement and SD's 1:2:4:4 width ratio, so the module tree has
+# exactly SD's names and every bend point a preset can name on SD (`down.3`,
+# `up.2.attentions.1`, …) exists on tiny: CI renders the shipped presets. 16…64
+# channels instead of 320…1280 keep a 64×64 frame at ~15 ms on one CPU thread;
+# 8 norm groups because SD's 32 would leave under one channel per group.
+TINY_UNET_CONFIG = dict(
+    sample_size=8,  # latent 8×8 → default image 64×64
+    in_channels=4,
+    out_channels=4,
+    block_out_channels=(16, 32, 64, 64),
+    layers_per_block=2,
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    cross_attention_dim=32,  # = the tiny text encoder's hidden size
+    attention_head_dim=8,
+    norm_num_groups=8,
+)
+
+TINY_TEXT_ENCODER_CONFIG = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    vocab_size=258,  # 256 bytes + BOS + EOS of ByteTokenizer
+    max_position_embeddings=77,  # SD's prompt length
+    bos_token_id=256,
+    eos_token_id=257,
+    pad_token_id=257,
+    projection_dim=32,
+)
+
+# TAESD's structure (4 stages → ×8) with one block per stage and 16 channels.
+TINY_TAESD_CONFIG = dict(
+    encoder_block_out_channels=(16, 16, 16, 16),
+    decoder_block_out_channels=(16, 16, 16, 16),
+    num_encoder_blocks=(1, 1, 1, 1),
+    num_decoder_blocks=(1, 1, 1, 1),
+    latent_channels=4,
+)
+
+# SD's KL autoencoder (4 stages → ×8, mid attention) with one resnet per stage; its
+# LDM checkpoint layout is what single-file tests export.
+TINY_KL_CONFIG = dict(
+    block_out_channels=(8, 16, 16, 16),
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    layers_per_block=1,
+    norm_num_groups=8,
+    latent_channels=4,
+    sample_size=64,
+    scaling_factor=0.18215,  # SD's, so latents have SD's scale
+)
+
+
+# SD-Turbo's scheduler (SD's training schedule; "trailing" so 1 step starts at t=999).
+# tiny and sd-turbo-arch use it; only keys every SD scheduler class accepts.
+SD_TURBO_SCHEDULER_CONFIG: dict = {
+    "_class_name": "EulerDiscreteScheduler",
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "prediction_type": "epsilon",
+    "timestep_spacing": "trailing",
+    "steps_offset": 1,
+    "set_alpha_to_one": False,
+    "clip_sample": False,
+}
+
+# SD 2.1-base's U-Net, which SD-Turbo distils: 865.9M parameters.
+SD21_BASE_UNET_CONFIG = dict(
+    sample_size=64,  # latent 64×64 → 512×512 images
+    in_channels=4,
+    out_channels=4,
+    block_out_channels=(320, 640, 1280, 1280),
+    layers_per_block=2,
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    cross_attention_dim=1024,
+    attention_head_dim=(5, 10, 20, 20),  # SD2 stores head *counts* here (64-dim heads)
+    use_linear_projection=True,
+    norm_num_groups=32,
+    flip_sin_to_cos=True,
+    freq_shift=0,
+)
+
+# OpenCLIP ViT-H/14 text tower as SD 2.x ships it in transformers' CLIPTextModel: 23 of
+# its 24 layers, because SD2 conditions on the penultimate layer (then final layer norm).
+OPENCLIP_VIT_H_TEXT_CONFIG = dict(
+    hidden_size=1024,
+    intermediate_size=4096,
+    num_attention_heads=16,
+    num_hidden_layers=23,
+    projection_dim=512,
+    vocab_size=49408,
+    max_position_embeddings=77,
+    hidden_act="gelu",
+    layer_norm_eps=1e-5,
+    bos_token_id=0,  # as SD2's config.json has them: eos 2 makes CLIP pool at argmax(id) = EOS
+    eos_token_id=2,
+    pad_token_id=1,
+)
+
+# SD's KL autoencoder (83.7M parameters), for sd_turbo_architecture(vae="full").
+SD_VAE_CONFIG = dict(
+    block_out_channels=(128, 256, 512, 512),
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    layers_per_block=2,
+    latent_channels=4,
+    norm_num_groups=32,
+    sample_size=512,
+    scaling_factor=0.18215,
+)
+
+
+def _seeded(seed: int, build):
+    # fork_rng: building tiny must not move the caller's global RNG.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+@torch.no_grad()
+def _calibrated(taesd: AutoencoderTiny) -> AutoencoderTiny:
+    """Rescale the two output convolutions of a random TAESD (no RNG used).
+
+    At random init TAESD's decoder outputs ≈0 in its [0, 1] space, i.e. black frames
+    with half the pixels clamped, and its latents have std ≈0.07. Tests need frames
+    that show structure and change when bent: this centres frames on mid-grey
+    (std ≈0.15, nothing clamped) and gives latents std ≈0.7, near SD's.
+    """
+    taesd.encoder.layers[-1].weight.mul_(10)
+    taesd.encoder.layers[-1].bias.mul_(10)
+    taesd.decoder.layers[-1].weight.mul_(8)
+    taesd.decoder.layers[-1].bias.add_(0.5)
+    return taesd
+
+
+def tiny_components(seed: int = 0, vae: str = "taesd"):
+    """(unet, vae, text_encoder, tokenizer) with random weights; same seed → same weights.
+
+    Each part is seeded on its own, so the U-Net is the same whichever VAE is chosen.
+    """
+    if vae not in ("taesd", "full"):
+        raise ValueError(f"tiny has vae 'taesd' (AutoencoderTiny) or 'full' (AutoencoderKL), got {vae!r}")
+    unet = _seeded(seed, lambda: UNet2DConditionModel(**TINY_UNET_CONFIG))
+    text_encoder = _seeded(seed, lambda: CLIPTextModel(CLIPTextConfig(**TINY_TEXT_ENCODER_CONFIG)))
+    if vae == "taesd":
+        autoencoder = _calibrated(_seeded(seed, lambda: AutoencoderTiny(**TINY_TAESD_CONFIG)))
+    else:
+        autoencoder = _seeded(seed, lambda: AutoencoderKL(**TINY_KL_CONFIG))
+    tokenizer = ByteTokenizer(bos_token_id=256, eos_token_id=257)
+    return unet.eval(), autoencoder.eval(), text_encoder.eval(), tokenizer
+
+
+def tiny_model(seed: int = 0, *, vae: str = "taesd", device="cpu", dtype=torch.float32):
+    """The tiny `engine.models.Model`: SD's classes and topology at toy width, 64×64 images.
+
+    Same seed → identical weights. Steps/guidance mirror SD-Turbo (1, 0.0), the live
+    default it stands in for. vae: "taesd" (AutoencoderTiny) or "full" (AutoencoderKL).
+    """
+    from engine.models import Model  # models.py imports this module
+
+    unet, autoencoder, text_encoder, tokenizer = tiny_components(seed, vae)
+    return Model.from_parts("tiny", unet, autoencoder, text_encoder, tokenizer, SD_TURBO_SCHEDULER_CONFIG,
+                            device=device, dtype=dtype, steps=1, guidance=0.0)
+
+
+def sd_turbo_architecture(*, device="cpu", dtype=torch.float32, vae: str = "taesd", seed: int = 0):
+    """SD-Turbo's full architecture with random weights: the real compute, no download.
+
+    SD 2.1-base U-Net (865.9M parameters), OpenCLIP ViT-H text encoder (23 layers, width
+    1024) and TAESD (or SD's AutoencoderKL with vae="full"); the byte tokenizer with
+    CLIP's BOS/EOS ids. Built directly on `device`: seconds on CUDA, ~20 s on CPU, and
+    instant on "meta" (no memory; for counting parameters).
+    """
+    from engine.models import Model
+
+    if vae not in ("taesd", "full"):
+        raise ValueError(f"sd_turbo_architecture has vae 'taesd' or 'full', got {vae!r}")
+    device = torch.device(device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), device:
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(**SD21_BASE_UNET_CONFIG)
+        text_encoder = CLIPTextModel(CLIPTextConfig(**OPENCLIP_VIT_H_TEXT_CONFIG))
+        autoencoder = AutoencoderTiny() if vae == "taesd" else AutoencoderKL(**SD_VAE_CONFIG)  # defaults = TAESD
+    tokenizer = ByteTokenizer(bos_token_id=49406, eos_token_id=49407)
+    return Model.from_parts("sd-turbo-arch", unet, autoencoder, text_encoder, tokenizer, SD_TURBO_SCHEDULER_CONFIG,
+                            device=device, dtype=dtype, steps=1, guidance=0.0)
