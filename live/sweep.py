@@ -1,0 +1,124 @@
+"""`netbend sweep`: one operator over a row of params and a column of layers, as a labelled
+contact sheet in the layout of the paper's figures 1-4 (rows: layers, columns: params,
+with the unbent image first). Every cell uses the preset's prompt and the same seed, so
+the only difference between two cells is the bend.
+
+Layers are written ``latent@N`` (the sampler's latent at step N, the paper's "layer N"),
+a U-Net point name (``mid``, ``up.1``) or an index into the model's point list.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from engine.bends import LATENT, Bend
+
+
+@dataclass
+class SweepJob:
+    output: Path
+    operator: str
+    params: str  # "0,0.8,1.6"
+    preset: str = "default"
+    layers: Optional[str] = None  # "latent@0,latent@40,mid"
+    model: Optional[str] = None
+    size: Optional[tuple[int, int]] = None
+    opts: list[str] = field(default_factory=list)  # ["plane=R2"]
+    device: Optional[str] = None
+
+
+def _floats(text: str, what: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"bad {what} {text!r}; write comma-separated numbers, e.g. 0,0.5,1") from None
+    if not values:
+        raise ValueError(f"{what} is empty; write comma-separated numbers, e.g. 0,0.5,1")
+    return values
+
+
+def _opts(items: list[str]) -> dict:
+    opts = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"bad --opt {item!r}; write KEY=VALUE, e.g. plane=R2 or plane=0,3")
+        if "," in value:
+            opts[key] = [int(v) for v in value.split(",")]
+        else:
+            try:
+                opts[key] = int(value)
+            except ValueError:
+                opts[key] = value
+    return opts
+
+
+def parse_layer(text: str) -> tuple[object, Optional[int]]:
+    """'latent@40' -> ('latent', 40); 'mid' -> ('mid', None); '3' -> (3, None)."""
+    text = text.strip()
+    if text.startswith(LATENT):
+        _, sep, step = text.partition("@")
+        if not sep or not step.isdigit():
+            raise ValueError(f"bad layer {text!r}; a latent layer needs its step: latent@N")
+        return LATENT, int(step)
+    return (int(text), None) if text.isdigit() else (text, None)
+
+
+def _default_layers(pipeline: str, steps: int) -> list[str]:
+    if pipeline == "stream":
+        return ["down.1", "mid", "up.1", "up.2"]
+    return [f"latent@{s}" for s in sorted({0, steps // 2, (4 * steps) // 5})]
+
+
+def sweep(job: SweepJob) -> Path:
+    import torch
+    from PIL import Image, ImageDraw, ImageFont
+
+    from engine.images import to_uint8
+    from engine.models import load_model
+    from engine.pipelines import make_pipeline
+    from live.presets import load_preset
+
+    output = Path(job.output)
+    if output.suffix.lower() != ".png":
+        raise ValueError(f"sweep output {str(output)!r} must end in .png")
+    params = _floats(job.params, "--params")
+    opts = _opts(job.opts)
+    Bend(job.operator, param=params[0], opts=opts)  # fail on a bad operator before loading a model
+    preset = load_preset(job.preset)
+    config = preset.config()
+    if job.size:
+        config.width, config.height = job.size
+    layers = [s for s in (job.layers.split(",") if job.layers else
+                          _default_layers(preset.pipeline, getattr(config, "steps", 1)))]
+    parsed = [parse_layer(s) for s in layers]
+    model = load_model(job.model or preset.model, vae=preset.vae, device=job.device)
+    pipe = make_pipeline(preset.pipeline, model, config)
+
+    def image(bends: list[Bend]):
+        pipe.bends = bends
+        pipe.prepare()  # every cell from the same seed and start
+        with torch.inference_mode():
+            return Image.fromarray(to_uint8(pipe.frame(0, 1)))
+
+    grid = [[image([])] + [image([Bend(job.operator, layer, r, step=step, opts=opts)]) for r in params]
+            for layer, step in parsed]
+    cell_h, cell_w = grid[0][0].height, grid[0][0].width
+    font = ImageFont.load_default()
+    label_w, label_h, pad = 110, 22, 4
+    sheet = Image.new("RGB", (label_w + (cell_w + pad) * (len(params) + 1), label_h + (cell_h + pad) * len(grid) + label_h),
+                      "white")
+    draw = ImageDraw.Draw(sheet)
+    draw.text((4, 4), f"{job.operator} {' '.join(job.opts)}", fill="black", font=font)
+    for j, title in enumerate(["original"] + [f"r = {r:g}" for r in params]):
+        draw.text((label_w + j * (cell_w + pad) + 4, label_h + 4), title, fill="black", font=font)
+    for i, (row, name) in enumerate(zip(grid, layers)):
+        y = 2 * label_h + i * (cell_h + pad)
+        draw.text((4, y + cell_h // 2 - 6), name, fill="black", font=font)
+        for j, cell in enumerate(row):
+            sheet.paste(cell, (label_w + j * (cell_w + pad), y))
+    tmp = output.with_name(f".{output.name}.tmp")
+    sheet.save(tmp, format="PNG")
+    tmp.replace(output)
+    return output
