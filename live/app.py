@@ -1,0 +1,223 @@
+"""`netbend live`: the show. Wires the threads of DESIGN.md together and owns their lifetimes.
+
+    audio    AudioInput / FileSource callback -> ring;  FeatureThread -> feature ring
+    render   Show.run: commands -> mappings -> bends -> StreamPipeline.step -> Mailbox
+    main     Window.run (glfw needs the main thread), or a timer in --headless mode
+    osc      OscServer: validate -> Show.submit; echoes, errors, state replies, features out
+    replay   TakePlayer: a take's commands -> Show.submit at their recorded times
+
+Every thread stops on one ``threading.Event``; Ctrl-C, the window's double-Escape, the
+end of --duration or of a replayed take set it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+log = logging.getLogger("netbend.live")
+
+
+@dataclass
+class LiveOptions:
+    preset: str = "default"
+    model: Optional[str] = None
+    device: Optional[str] = None  # torch device
+    size: Optional[tuple[int, int]] = None
+    audio_device: Optional[str] = None
+    audio_file: Optional[Path] = None
+    play: bool = False  # with --audio-file: also play it to the speakers
+    channels: Optional[str] = None
+    gain_db: float = 0.0
+    gate_db: float = -70.0
+    osc_host: str = "127.0.0.1"
+    osc_port: int = 9000
+    osc_allow: list[str] = field(default_factory=list)
+    osc_feedback: Optional[tuple[str, int]] = None
+    features_hz: float = 30.0
+    headless: bool = False
+    duration: Optional[float] = None
+    fullscreen: bool = False
+    monitor: Optional[str] = None
+    record: Optional[Path] = None
+    replay: Optional[Path] = None
+    slots: list[str] = field(default_factory=list)
+    allow_pickle: bool = False
+    no_audio: bool = False
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"bad address {text!r}; write HOST:PORT, e.g. 127.0.0.1:9001")
+    return host, int(port)
+
+
+def _audio_source(opts: LiveOptions):
+    from live.audio import AudioInput, FileSource
+
+    if opts.audio_file is not None:
+        return FileSource(opts.audio_file, loop=True, play=opts.play)
+    channels = None
+    if opts.channels:
+        channels = [int(c) for c in opts.channels.split(",")]
+    device = opts.audio_device
+    if device is not None and device.isdigit():
+        device = int(device)
+    return AudioInput(device=device, channels=channels, gain_db=opts.gain_db, gate_db=opts.gate_db)
+
+
+def run_live(opts: LiveOptions) -> dict:
+    """Run the show until stopped; returns its numbers (fps, latency percentiles …)."""
+    import torch
+
+    from engine.models import load_model
+    from engine.stream import StreamPipeline
+    from live.control import state_from_preset
+    from live.presets import list_presets, load_preset
+    from live.show import Show
+
+    if opts.duration is not None and opts.duration <= 0:
+        raise ValueError(f"--duration must be > 0 seconds, got {opts.duration}")
+    take = None
+    if opts.replay is not None:
+        from live.takes import load_take
+
+        take = load_take(opts.replay)
+    preset = load_preset(opts.preset)
+    if preset.pipeline != "stream":
+        raise ValueError(f"preset {preset.name!r} is a {preset.pipeline} preset; `netbend live` runs stream presets "
+                         f"(render it with `netbend render --preset {preset.name}`)")
+    window = None
+    if not opts.headless:
+        from live.window import Window
+
+        window = Window(fullscreen=opts.fullscreen, monitor=opts.monitor)  # fails early: no display, bad monitor
+    model_name = opts.model or preset.model
+    model = load_model(model_name, vae=preset.vae, device=opts.device, allow_pickle=opts.allow_pickle)
+    config = preset.config()
+    if opts.size:
+        config.width, config.height = opts.size
+    pipe = StreamPipeline(model, config)
+    pipe.prepare()
+    state = take.start_state if take is not None else state_from_preset(preset)
+    pipe.bends = state.bends  # layers checked against this model before the show starts
+
+    stop = threading.Event()
+    source = feature_thread = osc = player = None
+    try:
+        if take is not None and opts.audio_file is None and opts.audio_device is None:
+            from live.takes import TakeFeatures
+
+            features = TakeFeatures(take)
+        elif opts.no_audio:
+            features = None
+        else:
+            from live.audio import FeatureThread
+
+            source = _audio_source(opts)
+            source.start()
+            feature_thread = FeatureThread(source, hop=0.01)
+            feature_thread.start()
+            features = feature_thread
+        slots = opts.slots or [name for name, _ in list_presets()][:9]
+        show = Show(pipe, state, features=features, model_name=model_name, slots=slots,
+                    take_root=opts.record.parent if opts.record else None)
+        if opts.osc_port is not None and opts.osc_port >= 0:
+            from live.osc import OscControl, OscServer
+
+            def submit(command) -> None:
+                if not show.submit(command):
+                    raise RuntimeError("the show is behind: command queue full, message dropped")
+
+            control = OscControl(get_state=lambda: show.state, submit=submit, layers=show.layers)
+            osc = OscServer(control, host=opts.osc_host, port=opts.osc_port, allow=opts.osc_allow or None,
+                            feedback=opts.osc_feedback, features_hz=opts.features_hz)
+            osc.start()
+            show.echo = osc.echo
+            show.error = osc.error
+            log.info("OSC on %s:%d", opts.osc_host, osc.port)
+        if opts.record is not None:
+            show.start_recording(opts.record)
+        render = threading.Thread(target=show.run, args=(stop,), name="netbend-render", daemon=True)
+        render.start()
+        if take is not None:
+            from live.takes import TakePlayer
+
+            player = TakePlayer(take, show.submit).start()
+        started = time.monotonic()
+
+        def should_stop() -> bool:
+            if opts.duration is not None and time.monotonic() - started >= opts.duration:
+                return True
+            if player is not None and opts.duration is None and player.done and \
+                    time.monotonic() - started >= take.duration + 0.5:
+                return True
+            return False
+
+        if osc is not None and feature_thread is not None:
+            show.on_frame = lambda f: osc.send_features(feature_thread.latest())
+        if window is not None:
+            def on_key(action: str) -> None:
+                from live.control import Command
+
+                if action == "quit":
+                    stop.set()
+                elif action == "freeze":
+                    show.submit(Command("/netbend/freeze", (int(not show.state.frozen),), time.monotonic(), "key"))
+                elif action.startswith("preset:"):
+                    show.submit(Command("/netbend/preset/load", (int(action[7:]),), time.monotonic(), "key"))
+                elif action == "save":
+                    show.submit(Command("/netbend/preset/save", (time.strftime("live-%Y%m%d-%H%M%S"),),
+                                        time.monotonic(), "key"))
+                elif action == "record":
+                    address = "/netbend/record/stop" if show.state.recording else "/netbend/record/start"
+                    show.submit(Command(address, (), time.monotonic(), "key"))
+
+            def watch() -> None:  # --duration and the end of a replay, while the window runs
+                while not stop.is_set():
+                    if should_stop():
+                        stop.set()
+                    time.sleep(0.05)
+
+            threading.Thread(target=watch, name="netbend-watch", daemon=True).start()
+            window.run(show.mailbox, stop, on_key, show.hud_lines)
+        else:
+            while not stop.is_set() and not should_stop():
+                show.mailbox.take()  # headless: frames are shown nowhere, but taken as a display would
+                time.sleep(0.005)
+        stop.set()
+        render.join(timeout=10)
+        stats = show.stats()
+        if window is not None and window.latencies:
+            import numpy as np
+
+            lat = np.asarray(window.latencies)
+            stats["photon_latency_ms_p50"] = round(1000 * float(np.percentile(lat, 50)), 1)
+            stats["photon_latency_ms_p95"] = round(1000 * float(np.percentile(lat, 95)), 1)
+            stats["display_fps"] = round(window.fps, 2)
+        if source is not None and hasattr(source, "overruns"):
+            stats["audio_overruns"] = int(source.overruns)
+        stats["device"] = str(model.device)
+        stats["model"] = model_name
+        return stats
+    finally:
+        stop.set()
+        for thing in (player, osc, feature_thread, source):
+            if thing is not None:
+                try:
+                    thing.stop()
+                except Exception:  # noqa: BLE001 - shutting down: keep closing the rest
+                    log.exception("while stopping %s", type(thing).__name__)
+        if window is not None:
+            window.close()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+
+def format_stats(stats: dict) -> str:
+    return json.dumps(stats, sort_keys=True)
