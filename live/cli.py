@@ -26,20 +26,26 @@ def _user_errors() -> tuple[type, ...]:
     from live.media import MediaError
     from live.presets import PresetError
     from live.render import RenderError
+    from live.takes import TakeError
     from live.window import WindowError
 
     return (ModelNotFoundError, PickleRefusedError, MediaError, PresetError, RenderError, ValueError,
-            FileNotFoundError, WindowError)
+            FileNotFoundError, WindowError, TakeError)
 
 
 def _render(args: argparse.Namespace) -> int:
     from live.render import RenderJob, parse_size, parse_span, render
 
+    if args.take and args.audio:
+        raise ValueError("give an AUDIO file or --take, not both (a take renders with its own recorded audio)")
+    if args.steps is not None and not 1 <= args.steps <= 50:
+        raise ValueError(f"--steps must be 1..50, got {args.steps}")
     job = RenderJob(
         output=Path(args.output), preset=args.preset, audio=Path(args.audio) if args.audio else None,
         model=args.model, fps=args.fps, size=parse_size(args.size), span=parse_span(args.seconds),
         frames_dir=Path(args.frames_dir) if args.frames_dir else None, allow_pickle=args.allow_pickle,
-        device=args.device, progress=not args.quiet,
+        device=args.device, progress=not args.quiet, take=Path(args.take) if args.take else None,
+        steps=args.steps,
     )
     result = render(job)
     print(f"wrote {result.output}: {result.frames} frames at {args.fps:g} fps, {result.audio_seconds:.2f} s of audio; "
@@ -135,6 +141,22 @@ def _devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import json
+
+    from live.bench import BenchOptions, run_bench, write_json
+    from live.render import parse_size
+
+    opts = BenchOptions(model=args.model, size=parse_size(args.size), steps=args.steps, backend=args.backend,
+                        bends=args.bends, frames=args.frames, warmup=args.warmup, device=args.device,
+                        json=Path(args.json) if args.json else None)
+    result = run_bench(opts)
+    if opts.json is not None:
+        write_json(opts.json, result)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="netbend", description="Audio-reactive network bending of diffusion models.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (attachments, resumes)")
@@ -154,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", help="WIDTHxHEIGHT, multiples of 8 (default: the model's native size)")
     p.add_argument("--seconds", help="START:END span of the audio to render, in seconds")
     p.add_argument("--frames-dir", help="keep the PNG frames here (a render resumes from them)")
+    p.add_argument("--take", help="render a rehearsal take (from `netbend live --record`) instead of an audio file")
+    p.add_argument("--steps", type=int, help="with --take: denoising steps per frame (default 1, as live)")
     p.add_argument("--allow-pickle", action="store_true", help="allow loading pickled .ckpt/.bin checkpoints "
                                                                "(they can run code: only files you trust)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -214,6 +238,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="validate every preset (or the given files)")
     p.add_argument("paths", nargs="*", help="preset files to check (with --check)")
     p.set_defaults(run=_presets)
+
+    p = sub.add_parser("bench", help="performance figures of the live path (fps, stages, latency, bend overhead) "
+                                     "as JSON")
+    p.add_argument("--model", default="tiny", help="tiny | sd-turbo-arch (SD-Turbo's compute, random weights) | "
+                                                   "any --model name (default tiny)")
+    p.add_argument("--size", help="WIDTHxHEIGHT, multiples of 8 (default: the model's native size)")
+    p.add_argument("--steps", type=int, default=1, help="denoising steps per frame (default 1)")
+    p.add_argument("--backend", default="eager", help="eager (compile and tensorrt are not built yet)")
+    p.add_argument("--bends", type=int, default=2, help="bends active in the bends-on frames (default 2)")
+    p.add_argument("--frames", type=int, help="measured frames per condition (default: 50 for tiny on CPU, "
+                                              "3 for other models on CPU, 200 on CUDA)")
+    p.add_argument("--warmup", type=int, help="warm-up cycles before measuring (default 5 / 1 / 20)")
+    p.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda if available)")
+    p.add_argument("--json", metavar="OUT", help="also write the JSON here (atomically)")
+    p.set_defaults(run=_bench)
     return parser
 
 

@@ -73,6 +73,8 @@ class RenderJob:
     allow_pickle: bool = False
     device: Optional[str] = None
     progress: bool = True
+    take: Optional[Path] = None  # render a rehearsal take instead of an audio file
+    steps: Optional[int] = None  # take renders: denoising steps (more than live for full quality)
 
 
 @dataclass
@@ -134,17 +136,7 @@ def _frame_path(frames_dir: Path, i: int) -> Path:
 
 def render(job: RenderJob) -> RenderResult:
     """Render ``job``; raises RenderError / PresetError / MediaError / ModelNotFoundError
-    with a clear message before anything is written when an input is wrong."""
-    import torch
-    from tqdm import tqdm
-
-    from engine.features import analyze
-    from engine.images import load_image, save_png, to_uint8
-    from engine.models import load_model
-    from engine.pipelines import MappedBends, make_pipeline
-    from live.media import VideoWriter
-    from live.presets import load_preset
-
+    / TakeError with a clear message before anything is written when an input is wrong."""
     if not (math.isfinite(job.fps) and 0 < job.fps <= 240):
         raise RenderError(f"bad --fps {job.fps}; allowed: 0 < fps <= 240")
     output = Path(job.output)
@@ -152,57 +144,159 @@ def render(job: RenderJob) -> RenderResult:
         raise RenderError(f"output {str(output)!r} must end in .mp4")
     if not output.parent.exists():
         raise RenderError(f"output folder {str(output.parent)!r} does not exist")
-    preset = load_preset(job.preset)
-    samples, rate, audio_name = _load_audio(job)
-    duration = len(samples) / rate
-    if duration <= 0:
-        raise RenderError(f"{audio_name}: no audio in the selected span")
-    mono = samples.mean(axis=1) if samples.ndim == 2 else samples
-    table = analyze(mono, rate, fps=job.fps)
-    total = len(table)  # ceil(duration * fps)
+    source = _TakeFrames(job) if job.take is not None else _AudioFrames(job)
+    return _render_frames(job, output, source)
 
-    model_name = job.model or preset.model
-    model = load_model(model_name, vae=preset.vae, device=job.device, allow_pickle=job.allow_pickle)
-    config = preset.config()
-    if job.size is not None:
-        config.width, config.height = job.size
-    pipe = make_pipeline(preset.pipeline, model, config)
-    height, width = pipe.size
-    driven = MappedBends(preset.bends, preset.mappings)
-    pipe.bends = driven.bends  # validates every layer against this model before any work
 
+class _AudioFrames:
+    """Frames of a preset's pipeline driven by an audio file's features (the paper's way)."""
+
+    def __init__(self, job: RenderJob):
+        from engine.features import analyze
+        from engine.models import load_model
+        from engine.pipelines import MappedBends, make_pipeline
+        from live.presets import load_preset
+
+        preset = load_preset(job.preset)
+        self.samples, self.rate, audio_name = _load_audio(job)
+        if len(self.samples) == 0:
+            raise RenderError(f"{audio_name}: no audio in the selected span")
+        mono = self.samples.mean(axis=1) if self.samples.ndim == 2 else self.samples
+        self.table = analyze(mono, self.rate, fps=job.fps)
+        self.total = len(self.table)  # ceil(duration * fps)
+        model_name = job.model or preset.model
+        model = load_model(model_name, vae=preset.vae, device=job.device, allow_pickle=job.allow_pickle)
+        config = preset.config()
+        if job.size is not None:
+            config.width, config.height = job.size
+        self.pipe = make_pipeline(preset.pipeline, model, config)
+        self.height, self.width = self.pipe.size
+        self.driven = MappedBends(preset.bends, preset.mappings)
+        self.pipe.bends = self.driven.bends  # validates every layer against this model before any work
+        self.dt = 1.0 / job.fps
+        self.manifest = {"preset": preset.to_dict(), "model": model_name, "width": self.width,
+                         "height": self.height, "fps": job.fps, "frames": self.total,
+                         "audio": _fingerprint(self.samples)}
+
+    @property
+    def audio(self):
+        return (self.samples, self.rate)
+
+    def resume(self, done: int, last) -> None:
+        for i in range(done):  # replay the mappings' smoothing up to where we resume
+            self.driven.update(self.table.frame(i), self.dt)
+        self.pipe.resume(last.to(self.pipe.model.device, self.pipe.model.dtype), done)
+
+    def frame(self, i: int):
+        self.pipe.bends = self.driven.update(self.table.frame(i), self.dt)
+        return self.pipe.frame(i, self.total)
+
+
+class _TakeFrames:
+    """Frames of a recorded rehearsal take, re-rendered offline: the take's commands are
+    applied by the same Show the live app runs, on a clock that advances one frame at a
+    time, against the take's recorded feature stream."""
+
+    def __init__(self, job: RenderJob):
+        from engine.models import load_model
+        from engine.stream import StreamConfig, StreamPipeline
+        from live.show import Show
+        from live.takes import load_take
+
+        take = load_take(job.take)
+        self.take = take
+        state = take.start_state
+        self.total = max(1, math.ceil(take.duration * job.fps))
+        model_name = job.model or take.model or "sd-turbo"
+        model = load_model(model_name, device=job.device, allow_pickle=job.allow_pickle)
+        size = job.size or take.size
+        config = StreamConfig(prompt=state.prompt, strength=state.strength, seed=state.seed,
+                              steps=job.steps or 1, width=size[0] if size else None, height=size[1] if size else None)
+        pipe = StreamPipeline(model, config)
+        pipe.prepare()
+        self.height, self.width = pipe.size
+        self.t = 0.0
+        clock = lambda: self.t  # noqa: E731 - the show's clock is the frame time
+        self.show = Show(pipe, state, features=self, model_name=model_name, clock=clock)
+        pipe.bends = state.bends
+        self.pending = list(take.commands)
+        self.dt = 1.0 / job.fps
+        self.last = None
+        self.manifest = {"take": str(Path(job.take).resolve()), "commands": len(take.commands), "model": model_name,
+                         "width": self.width, "height": self.height, "fps": job.fps, "frames": self.total,
+                         "steps": config.steps}
+
+    @property
+    def audio(self):
+        if self.take.audio is not None and len(self.take.audio):
+            return (self.take.audio, self.take.audio_rate)
+        return None
+
+    def latest(self):  # the Show's feature source: the take's features at the frame time
+        from engine.features import FeatureFrame
+
+        return FeatureFrame(self.t, self.take.features_at(self.t))
+
+    def _advance(self, i: int) -> None:
+        self.t = i * self.dt
+        while self.pending and self.pending[0].time <= self.t:
+            c = self.pending.pop(0)
+            self.show.submit(type(c)(c.address, c.args, c.time, "replay"))
+
+    def resume(self, done: int, last) -> None:
+        for i in range(done):
+            self._advance(i)
+            self.show._drain()  # apply the commands of the frames already on disk
+        self.last = last
+        self.show.pipe.resume(last.to(self.show.pipe.model.device, self.show.pipe.model.dtype), done)
+
+    def frame(self, i: int):
+        self._advance(i)
+        out = self.show.frame()
+        if out is not None:
+            self.last = self.show._last_good
+        elif self.last is None:  # frozen (or failed) from the very start: show the first frame
+            self.last = self.show.pipe._image
+        return self.last
+
+
+def _render_frames(job: RenderJob, output: Path, source) -> RenderResult:
+    """Frames to the frames folder (resuming from what is there), then the MP4."""
+    import torch
+    from PIL import Image
+    from tqdm import tqdm
+
+    import engine.images as images
+    from live.media import VideoWriter
+
+    total = source.total
     keep_frames = job.frames_dir is not None
     frames_dir = Path(job.frames_dir) if keep_frames else output.with_name(f".{output.name}.frames")
     frames_dir.mkdir(parents=True, exist_ok=True)
-    _check_manifest(frames_dir, {
-        "preset": preset.to_dict(), "model": model_name, "width": width, "height": height,
-        "fps": job.fps, "frames": total, "audio": _fingerprint(samples),
-    })
+    _check_manifest(frames_dir, source.manifest)
 
     done = 0
     while done < total and _frame_path(frames_dir, done).exists():
         done += 1
-    dt = 1.0 / job.fps
-    for i in range(done):  # replay the mappings' smoothing up to where we resume
-        driven.update(table.frame(i), dt)
     if done:
-        last = load_image(_frame_path(frames_dir, done - 1))
-        pipe.resume(last.to(model.device, model.dtype), done)
+        source.resume(done, images.load_image(_frame_path(frames_dir, done - 1)))
         log.info("resuming at frame %d of %d from %s", done, total, frames_dir)
 
     started = time.perf_counter()
     bar = tqdm(total=total, initial=done, unit="frame", desc="render", disable=not job.progress)
     with torch.inference_mode():
         for i in range(done, total):
-            pipe.bends = driven.update(table.frame(i), dt)
-            save_png(pipe.frame(i, total), _frame_path(frames_dir, i))
+            images.save_png(source.frame(i), _frame_path(frames_dir, i))
             bar.update(1)
     bar.close()
     elapsed = time.perf_counter() - started
 
-    with VideoWriter(output, width, height, job.fps, audio=(samples, rate)) as video:
+    audio = source.audio
+    with VideoWriter(output, source.width, source.height, job.fps, audio=audio) as video:
         for i in range(total):
-            video.write(to_uint8(load_image(_frame_path(frames_dir, i))))
+            with Image.open(_frame_path(frames_dir, i)) as im:
+                video.write(np.asarray(im.convert("RGB")))
     if not keep_frames:
         shutil.rmtree(frames_dir, ignore_errors=True)
-    return RenderResult(output, total, total - done, elapsed, duration)
+    seconds = len(audio[0]) / audio[1] if audio is not None else total / job.fps
+    return RenderResult(output, total, total - done, elapsed, seconds)

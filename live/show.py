@@ -202,7 +202,9 @@ class Show:
             return self.recorder.folder
         root = self.take_root or Path("takes")
         folder = Path(folder) if folder else root / time.strftime("take-%Y%m%d-%H%M%S")
-        self.recorder = TakeRecorder(folder, start_state=self._state, feature_names=FEATURE_NAMES, clock=self.clock)
+        h, w = self.pipe.size
+        self.recorder = TakeRecorder(folder, start_state=self._state, feature_names=FEATURE_NAMES, clock=self.clock,
+                                     model=self.model_name, size=(w, h))
         self._recorded_until = self.clock()
         self._state = replace(self._state, recording=True)
         log.info("recording take to %s", folder)

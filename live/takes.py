@@ -36,7 +36,8 @@ class TakeRecorder:
     """Writes a take. Not thread-safe by design: the render thread owns it."""
 
     def __init__(self, folder, *, start_state: ShowState, feature_names: Sequence[str],
-                 audio_rate: Optional[int] = None, clock=time.monotonic, note: str = ""):
+                 audio_rate: Optional[int] = None, clock=time.monotonic, note: str = "",
+                 model: Optional[str] = None, size: Optional[tuple[int, int]] = None):
         self.folder = Path(folder)
         if self.folder.exists() and any(self.folder.iterdir()):
             raise TakeError(f"take folder {self.folder} is not empty; takes are never overwritten")
@@ -45,6 +46,7 @@ class TakeRecorder:
         self.start = clock()
         self.feature_names = list(feature_names)
         meta = {"format": FORMAT, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "note": note,
+                "model": model, "size": list(size) if size else None,
                 "feature_names": self.feature_names, "audio_rate": audio_rate,
                 "start_state": start_state.to_dict()}
         tmp = self.folder / ".take.json.tmp"
@@ -113,6 +115,8 @@ class Take:
     features: np.ndarray  # (n, 1 + k): time, then values
     audio: Optional[np.ndarray]
     audio_rate: Optional[int]
+    model: Optional[str] = None  # the model the take was played on
+    size: Optional[tuple[int, int]] = None  # (width, height) it was played at
 
     @property
     def duration(self) -> float:
@@ -159,7 +163,8 @@ def load_take(folder) -> Take:
     audio, rate = None, meta.get("audio_rate")
     if rate and (folder / "audio.f32").exists():
         audio = np.fromfile(folder / "audio.f32", dtype=np.float32)
-    return Take(folder, start_state, commands, names, features, audio, rate)
+    size = tuple(meta["size"]) if meta.get("size") else None
+    return Take(folder, start_state, commands, names, features, audio, rate, meta.get("model"), size)
 
 
 class TakePlayer:
