@@ -19,7 +19,9 @@ The ``Bender`` puts one forward hook on every point when it is made and never ag
 changing the bends — operator, layer, param, target, step — only swaps a dict the hooks
 read, so nothing is re-registered or rebuilt. A hook with no bend to apply returns None,
 which leaves the module's output untouched: with no bends the model computes bit for bit
-what it computes unhooked. ``remove()`` takes the hooks off.
+what it computes unhooked. ``remove()`` takes the hooks off. One model has one set of bends
+at a time: a Bender made later on the same U-Net takes the hooks over, and a pipeline
+re-attaches its own (``attach()``) whenever it runs.
 """
 from __future__ import annotations
 
@@ -93,15 +95,39 @@ class Bender:
     """
 
     def __init__(self, unet: nn.Module, bends: Iterable[Bend] = ()):
+        self._unet = unet
         self.points = unet_points(unet)
         self.names: list[str] = list(self.points)
         self.step = 0
         self._bends: tuple[Bend, ...] = ()
         self._by_point: dict[str, tuple[Bend, ...]] = {}
         self._latent: tuple[Bend, ...] = ()
-        self._handles = [module.register_forward_hook(self._hook(name)) for name, module in self.points.items()]
-        log.debug("bend hooks on %d U-Net points", len(self._handles))
+        self._handles: list = []
         self.bends = tuple(bends)
+        self.attach()
+
+    def attach(self) -> None:
+        """Hook this Bender's points, taking the U-Net over from any other Bender on it.
+
+        One model has one set of bends at a time: a second pipeline on the same model
+        detaches the first one's hooks (its bends are kept), and each pipeline calls this
+        before it runs, which costs one comparison when it is already the one attached.
+        """
+        current = getattr(self._unet, "_netbend_bender", None)
+        if current is self:
+            return
+        if current is not None:
+            current._detach()
+        self._handles = [module.register_forward_hook(self._hook(name)) for name, module in self.points.items()]
+        self._unet._netbend_bender = self
+        log.debug("bend hooks on %d U-Net points", len(self._handles))
+
+    def _detach(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        if getattr(self._unet, "_netbend_bender", None) is self:
+            del self._unet._netbend_bender
 
     def _hook(self, name: str):
         def hook(module: nn.Module, args, output):
@@ -154,10 +180,9 @@ class Bender:
         return apply_bends(x, self._latent, LATENT, step)
 
     def remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-        self._by_point = {}
+        """Take the hooks off and forget the bends: the model is as if never bent."""
+        self._detach()
+        self.bends = ()
 
     @property
     def attached(self) -> int:

@@ -18,7 +18,7 @@ from typing import Iterable, Optional
 import torch
 from torch import Tensor
 
-from .bending import Bender
+from .pipeline_base import BentPipeline, check_size
 from .bends import Bend
 from .sampling import ddim_scheduler, denoise
 
@@ -40,41 +40,22 @@ class ChainConfig:
             raise ValueError(f"chain steps must be 1..1000, got {self.steps}")
         if int(self.steps * self.strength) < 1:
             raise ValueError(f"chain runs steps*strength = {self.steps * self.strength:g} steps; needs >= 1")
-        for name in ("width", "height"):
-            v = getattr(self, name)
-            if v is not None and (int(v) < 8 or int(v) % 8):
-                raise ValueError(f"chain {name} must be a multiple of 8 and >= 8, got {v}")
+        check_size(self, "chain")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-class ChainPipeline:
+class ChainPipeline(BentPipeline):
     def __init__(self, model, config: Optional[ChainConfig] = None, bends: Iterable[Bend] = ()):
-        self.model = model
-        self.config = config or ChainConfig()
-        self.bender = Bender(model.unet, bends)
+        super().__init__(model, config or ChainConfig(), bends)
         self._image: Optional[Tensor] = None
-        self._prepared = False
-
-    @property
-    def bends(self):
-        return self.bender.bends
-
-    @bends.setter
-    def bends(self, bends: Iterable[Bend]) -> None:
-        self.bender.bends = bends
-
-    @property
-    def size(self) -> tuple[int, int]:
-        c = self.config
-        return (c.height or self.model.default_size, c.width or self.model.default_size)
 
     @torch.no_grad()
     def prepare(self, init_image: Optional[Tensor] = None) -> None:
+        self.bender.attach()
         m, c = self.model, self.config
-        h, w = self.size
-        self._shape = (1, m.latent_channels, h // m.vae_scale_factor, w // m.vae_scale_factor)
+        self._shape = self.latent_shape
         self._generator = torch.Generator().manual_seed(c.seed)
         self._cond = m.encode_prompt([c.prompt])
         self._uncond = m.encode_prompt([""]) if c.guidance > 1.0 else None
@@ -107,6 +88,7 @@ class ChainPipeline:
     @torch.no_grad()
     def frame(self, i: int = 0, total: Optional[int] = None) -> Tensor:
         """The next frame of the chain, (1, 3, H, W) in [0, 1] (i is not needed)."""
+        self.bender.attach()
         if not self._prepared:
             self.prepare()
         m, c, sched = self.model, self.config, self._scheduler

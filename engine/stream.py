@@ -24,7 +24,7 @@ from typing import Iterable, Optional
 import torch
 from torch import Tensor
 
-from .bending import Bender
+from .pipeline_base import BentPipeline, check_size
 from .bends import Bend
 from .sampling import alphas_cumprod, guided_unet, predict_x0, seeded_noise, slerp
 
@@ -48,10 +48,7 @@ class StreamConfig:
             raise ValueError(f"stream steps must be 1..50 (1-4 for turbo models), got {self.steps}")
         if not 0.0 < float(self.strength) <= 1.0:
             raise ValueError(f"stream strength must be in (0, 1], got {self.strength}")
-        for name in ("width", "height"):
-            v = getattr(self, name)
-            if v is not None and (int(v) < 8 or int(v) % 8):
-                raise ValueError(f"stream {name} must be a multiple of 8 and >= 8, got {v}")
+        check_size(self, "stream")
         if self.prompt_blend_frames < 0:
             raise ValueError("prompt_blend_frames must be >= 0")
         if not 0.0 <= self.color_coherence <= 1.0:
@@ -70,35 +67,17 @@ def stream_timesteps(steps: int, strength: float, num_train_timesteps: int = 100
     return [max(0, int(round(top * (1.0 - k / steps))) - 1) for k in range(steps)]
 
 
-class StreamPipeline:
+class StreamPipeline(BentPipeline):
     def __init__(self, model, config: Optional[StreamConfig] = None, bends: Iterable[Bend] = ()):
-        self.model = model
-        self.config = config or StreamConfig()
-        self.bender = Bender(model.unet, bends)
+        super().__init__(model, config or StreamConfig(), bends)
         self.frame_index = 0
-        self._prepared = False
-
-    @property
-    def bends(self):
-        return self.bender.bends
-
-    @bends.setter
-    def bends(self, bends: Iterable[Bend]) -> None:
-        self.bender.bends = bends
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(height, width) in pixels."""
-        c = self.config
-        return (c.height or self.model.default_size, c.width or self.model.default_size)
 
     @torch.no_grad()
     def prepare(self, init_image: Optional[Tensor] = None) -> Tensor:
         """One-time work: embeddings, timesteps, fixed noise, the first frame. Returns it."""
+        self.bender.attach()
         m, c = self.model, self.config
-        h, w = self.size
-        f = m.vae_scale_factor
-        self._latent_shape = (1, m.latent_channels, h // f, w // f)
+        self._latent_shape = self.latent_shape
         self._acp = acp = alphas_cumprod(m.scheduler_config)
         self._prediction_type = m.scheduler_config.get("prediction_type", "epsilon")
         T = len(acp)
@@ -206,6 +185,7 @@ class StreamPipeline:
     @torch.no_grad()
     def step(self, image: Optional[Tensor] = None) -> Tensor:
         """One frame: img2img on ``image`` (default: the previous frame). (1, 3, H, W) in [0, 1]."""
+        self.bender.attach()
         if not self._prepared:
             raise RuntimeError("call prepare() before step()")
         m, c = self.model, self.config

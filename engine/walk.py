@@ -18,7 +18,7 @@ from typing import Iterable, Optional
 import torch
 from torch import Tensor
 
-from .bending import Bender
+from .pipeline_base import BentPipeline, check_size
 from .bends import Bend
 from .sampling import ddim_scheduler, denoise, seeded_noise
 
@@ -39,40 +39,21 @@ class WalkConfig:
             raise ValueError(f"walk period must be >= 1 frame, got {self.period}")
         if not 1 <= self.steps <= 1000:
             raise ValueError(f"walk steps must be 1..1000, got {self.steps}")
-        for name in ("width", "height"):
-            v = getattr(self, name)
-            if v is not None and (int(v) < 8 or int(v) % 8):
-                raise ValueError(f"walk {name} must be a multiple of 8 and >= 8, got {v}")
+        check_size(self, "walk")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-class WalkPipeline:
+class WalkPipeline(BentPipeline):
     def __init__(self, model, config: Optional[WalkConfig] = None, bends: Iterable[Bend] = ()):
-        self.model = model
-        self.config = config or WalkConfig()
-        self.bender = Bender(model.unet, bends)
-        self._prepared = False
-
-    @property
-    def bends(self):
-        return self.bender.bends
-
-    @bends.setter
-    def bends(self, bends: Iterable[Bend]) -> None:
-        self.bender.bends = bends
-
-    @property
-    def size(self) -> tuple[int, int]:
-        c = self.config
-        return (c.height or self.model.default_size, c.width or self.model.default_size)
+        super().__init__(model, config or WalkConfig(), bends)
 
     @torch.no_grad()
     def prepare(self) -> None:
+        self.bender.attach()
         m, c = self.model, self.config
-        h, w = self.size
-        shape = (1, m.latent_channels, h // m.vae_scale_factor, w // m.vae_scale_factor)
+        shape = self.latent_shape
         self._a = seeded_noise(shape, c.seed, m.device, torch.float32)
         self._b = seeded_noise(shape, c.seed + 1, m.device, torch.float32)
         self._cond_from = m.encode_prompt([c.prompt])
@@ -96,6 +77,7 @@ class WalkPipeline:
     def frame(self, i: int, total: Optional[int] = None) -> Tensor:
         """Frame i of ``total`` (the prompt interpolation runs over ``total`` frames).
         Returns (1, 3, H, W) in [0, 1]."""
+        self.bender.attach()
         if not self._prepared:
             self.prepare()
         m, c = self.model, self.config

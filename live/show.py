@@ -13,12 +13,11 @@ frame stays on screen, and the feedback loop restarts from it.
 from __future__ import annotations
 
 import logging
-import math
 import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 

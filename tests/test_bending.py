@@ -128,3 +128,22 @@ def test_bends_print_readably(tiny):
                                "2. erode() r=3 @ mid step 0")
     finally:
         bender.remove()
+
+
+def test_a_new_bender_replaces_the_previous_one_on_the_same_model(tiny):
+    inputs = unet_inputs(tiny)
+    clean = run_unet(tiny, inputs)
+    first = Bender(tiny.unet, [Bend("multiply", "mid", 0.0)])
+    hooks = hook_count(tiny.unet)
+    second = Bender(tiny.unet)  # e.g. a new pipeline on the same model
+    try:
+        assert hook_count(tiny.unet) == hooks  # not doubled
+        assert torch.equal(run_unet(tiny, inputs), clean)  # the first one's bends are gone
+        assert first.attached == 0
+        first.attach()  # the first pipeline runs again: its bends come back, still not doubled
+        assert hook_count(tiny.unet) == hooks and second.attached == 0
+        assert not torch.allclose(run_unet(tiny, inputs), clean)
+    finally:
+        first.remove()
+        second.remove()
+    assert hook_count(tiny.unet) == 0
