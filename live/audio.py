@@ -1,15 +1,21 @@
 """Live audio in: a sound card (or a file, for rehearsal) to timestamped feature frames.
 
-Three pieces, each with one job:
+Three pieces, each with one job and its own module; all are importable from here:
 
-* ``AudioInput`` records a PortAudio input stream (python-sounddevice). Its callback runs on
-  PortAudio's thread and only copies the block into a preallocated float32 ring, stamps the
-  newest sample's capture time and publishes the new write position. Everything else (channel
-  mix, gain, noise gate, device supervision) happens in the reader.
-* ``FileSource`` plays a decoded file against ``time.monotonic()``, with the same reader
-  interface, and optionally to the speakers, for rehearsal without a line-in.
-* ``FeatureThread`` reads the newest window from either every hop, runs the shared
-  ``FeatureExtractor`` and keeps the frames in a bounded ring for the render thread.
+* ``AudioInput`` (this module) records a PortAudio input stream (python-sounddevice). Its
+  callback runs on PortAudio's thread and only copies the block into a preallocated
+  float32 ring, stamps the newest sample's capture time and publishes the new write
+  position. Everything else (channel mix, gain, noise gate, device supervision) happens in
+  the reader.
+* ``FileSource`` (live/filesource.py) plays a decoded file against ``time.monotonic()``,
+  with the same reader interface, and optionally to the speakers, for rehearsal without a
+  line-in.
+* ``FeatureThread`` (live/feature_thread.py) reads the newest window from either every hop,
+  runs the shared ``FeatureExtractor`` and keeps the frames in a bounded ring for the
+  render thread.
+
+Finding and listing sound cards, and ``AudioDeviceError``, are in live/audio_devices.py;
+the gain and noise gate both sources apply are in live/gain.py.
 
     with AudioInput("Scarlett", channels=[1, 2], gain_db=6.0) as audio:
         features = FeatureThread(audio)
@@ -30,16 +36,18 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import os
 import threading
 import time
-from collections import deque
 from collections.abc import Sequence
-from typing import Protocol
 
 import numpy as np
 
-from engine.features import FeatureExtractor, FeatureFrame
+from live.audio_devices import (AudioDeviceError, describe_audio_devices, find_device, import_sounddevice,
+                                list_audio_devices)
+# FileSource, FeatureThread and their constants live in their own modules; importable from here too.
+from live.feature_thread import JITTER_HISTORY, AudioSource, FeatureThread  # noqa: F401
+from live.filesource import RESYNC_S, FileSource  # noqa: F401
+from live.gain import checked_db, gain_and_gate
 
 log = logging.getLogger("netbend.audio")
 
@@ -53,112 +61,9 @@ STALE_AFTER_S = 0.25    # no block for this long and the reader gives silence, n
 STALL_AFTER_S = 0.5     # no block for this long at two checks in a row: the device is gone
 STARTUP_GRACE_S = 3.0   # a freshly opened stream may take this long to deliver its first block
                         # (a PulseAudio null sink takes up to 2 s to lower its latency)
-RESYNC_S = 0.05         # speaker playback this far off the wall clock jumps back onto it
-JITTER_HISTORY = 1000   # hops of lateness kept for FeatureThread.jitter()
 _READ_TRIES = 4         # a writer lapping the reader this often in a row: give silence this time
 
 STATES = ("stopped", "starting", "running", "lost")
-
-
-class AudioDeviceError(ValueError):
-    """An audio device that cannot be used; the message lists the devices there are."""
-
-
-def _sounddevice():
-    """The sounddevice module, imported on first use so that importing live.audio needs no
-    PortAudio (the offline renderer never touches a sound card)."""
-    try:
-        import sounddevice
-    except ImportError as e:
-        raise AudioDeviceError(f"python-sounddevice is not installed ({e}): pip install sounddevice") from None
-    except OSError as e:  # sounddevice raises this when libportaudio is missing
-        raise AudioDeviceError(f"PortAudio is not available ({e}): apt-get install libportaudio2") from None
-    return sounddevice
-
-
-# --------------------------------------------------------------------------------------
-# devices
-
-
-def list_audio_devices() -> list[dict]:
-    """Every PortAudio device: index, name, hostapi, inputs, outputs (max channels),
-    default_samplerate, default_input, default_output (bools)."""
-    sd = _sounddevice()
-    hostapis = sd.query_hostapis()
-    defaults = {}
-    for kind in ("input", "output"):
-        try:
-            defaults[kind] = sd.query_devices(kind=kind)["index"]
-        except (sd.PortAudioError, ValueError, KeyError):  # no default of that kind
-            defaults[kind] = None
-    return [
-        {
-            "index": d["index"],
-            "name": d["name"],
-            "hostapi": hostapis[d["hostapi"]]["name"],
-            "inputs": d["max_input_channels"],
-            "outputs": d["max_output_channels"],
-            "default_samplerate": d["default_samplerate"],
-            "default_input": d["index"] == defaults["input"],
-            "default_output": d["index"] == defaults["output"],
-        }
-        for d in sd.query_devices()
-    ]
-
-
-def describe_audio_devices() -> str:
-    """A readable table of input and output devices for `netbend devices` (* = default)."""
-    devices = list_audio_devices()
-    lines = []
-    for title, channels, default in (("Audio inputs", "inputs", "default_input"),
-                                     ("Audio outputs", "outputs", "default_output")):
-        lines.append(f"{title}:")
-        found = [d for d in devices if d[channels] > 0]
-        width = max((len(d["name"]) for d in found), default=0)
-        for d in found:
-            mark = "*" if d[default] else " "
-            lines.append(f"  {mark} {d['index']:3d}  {d['name']:<{width}}  {d[channels]:3d} ch  "
-                         f"{d['default_samplerate']:7.0f} Hz  {d['hostapi']}")
-        if not found:
-            lines.append("    (none: PortAudio sees no such device; is the sound server running?)")
-    lines.append("(* = default)")
-    return "\n".join(lines)
-
-
-def _device_table(devices: list[dict], channels: str) -> str:
-    if not devices:
-        return "none (PortAudio sees no such device; is the sound server running?)"
-    return "; ".join(f"{d['index']}: {d['name']} ({d[channels]} ch)" for d in devices)
-
-
-def _find_device(device: int | str | None, kind: str) -> dict:
-    """The input or output device meant by None (default), an index or a name substring."""
-    channels = "inputs" if kind == "input" else "outputs"
-    devices = [d for d in list_audio_devices() if d[channels] > 0]
-    allowed = f"available {kind}s: {_device_table(devices, channels)}"
-    if device is None:
-        for d in devices:
-            if d[f"default_{kind}"]:
-                return d
-        raise AudioDeviceError(f"there is no default audio {kind} device; name one, {allowed}")
-    if isinstance(device, str) and device.strip().isdigit():
-        device = int(device)
-    if isinstance(device, int) and not isinstance(device, bool):
-        for d in devices:
-            if d["index"] == device:
-                return d
-        raise AudioDeviceError(f"no audio {kind} device has index {device}; {allowed}")
-    if not isinstance(device, str) or not device.strip():
-        raise AudioDeviceError(f"an audio device is None, an index or a name, got {device!r}; {allowed}")
-    wanted = device.strip().casefold()
-    exact = [d for d in devices if d["name"].casefold() == wanted]
-    matches = exact or [d for d in devices if wanted in d["name"].casefold()]
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
-        raise AudioDeviceError(f"audio {kind} device {device!r} is ambiguous, it matches "
-                               f"{_device_table(matches, channels)}; give the index or more of the name")
-    raise AudioDeviceError(f"unknown audio {kind} device {device!r}; {allowed}")
 
 
 def _channel_list(channels: int | Sequence[int], info: dict) -> tuple[int, ...]:
@@ -177,44 +82,6 @@ def _channel_list(channels: int | Sequence[int], info: dict) -> tuple[int, ...]:
     if not chosen or len(set(chosen)) != len(chosen) or any(not 1 <= c <= have for c in chosen):
         raise AudioDeviceError(f"channels={list(channels)}: need distinct channels, at least one; {where}")
     return tuple(sorted(chosen))
-
-
-def _level(db: float | None, name: str, allow_none: bool) -> float | None:
-    if db is None and allow_none:
-        return None
-    try:
-        v = float(db)
-    except (TypeError, ValueError):
-        v = math.nan
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be a finite number of dB{' or None' if allow_none else ''}, got {db!r}")
-    return v
-
-
-def _gain_and_gate(x: np.ndarray, gain_db: float, gate_db: float | None) -> np.ndarray:
-    """Input gain, then the noise gate: a window quieter than the gate reads as silence."""
-    if gain_db != 0.0:
-        x *= np.float32(10.0 ** (gain_db / 20.0))
-    if gate_db is not None and len(x):
-        rms = math.sqrt(float(np.dot(x, x)) / len(x))
-        if rms < 10.0 ** (gate_db / 20.0):
-            x[:] = 0.0
-    return x
-
-
-class AudioSource(Protocol):
-    """What FeatureThread reads: AudioInput or FileSource."""
-
-    sample_rate: float
-
-    def start(self) -> None: ...
-    def stop(self) -> None: ...
-    def check(self) -> str: ...
-    def read_window(self, n: int) -> tuple[np.ndarray, float]: ...
-
-
-# --------------------------------------------------------------------------------------
-# a sound card
 
 
 class AudioInput:
@@ -249,8 +116,8 @@ class AudioInput:
                  sample_rate: float | None = None, *, gain_db: float = 0.0,
                  gate_db: float | None = None, buffer_s: float = BUFFER_S,
                  latency: float | str = "low", blocksize: int = 0):
-        sd = _sounddevice()
-        info = _find_device(device, "input")
+        sd = import_sounddevice()
+        info = find_device(device, "input")
         self.device_index: int = info["index"]
         self.device_name: str = info["name"]
         self.channels = _channel_list(channels, info)
@@ -364,7 +231,7 @@ class AudioInput:
         self._last_read = written
         x = np.zeros(n, np.float32)
         x[n - take:] = block[:, self._mix[0]] if len(self._mix) == 1 else block[:, self._mix].mean(axis=1)
-        return _gain_and_gate(x, self._gain_db, self._gate_db), newest
+        return gain_and_gate(x, self._gain_db, self._gate_db), newest
 
     @property
     def gain_db(self) -> float:
@@ -372,7 +239,7 @@ class AudioInput:
 
     @gain_db.setter
     def gain_db(self, value: float) -> None:
-        self._gain_db = _level(value, "gain_db", allow_none=False)
+        self._gain_db = checked_db(value, "gain_db", allow_none=False)
 
     @property
     def gate_db(self) -> float | None:
@@ -380,7 +247,7 @@ class AudioInput:
 
     @gate_db.setter
     def gate_db(self, value: float | None) -> None:
-        self._gate_db = _level(value, "gate_db", allow_none=True)
+        self._gate_db = checked_db(value, "gate_db", allow_none=True)
 
     @property
     def overruns(self) -> int:
@@ -428,7 +295,7 @@ class AudioInput:
                 self._open()
             except Exception as e:
                 self._running = False
-                sd = _sounddevice()
+                sd = import_sounddevice()
                 if isinstance(e, sd.PortAudioError):
                     raise AudioDeviceError(f"cannot open audio input {self.device_name!r}: {e}") from None
                 raise
@@ -488,7 +355,7 @@ class AudioInput:
             return "no stream"
         if self._ended:
             return "the stream ended (device error or disconnect)"
-        sd = _sounddevice()
+        sd = import_sounddevice()
         try:
             if not stream.active:
                 return "the stream stopped"
@@ -507,8 +374,8 @@ class AudioInput:
         return why if self._silent_checks >= 2 else None
 
     def _open(self) -> None:
-        sd = _sounddevice()
-        index = _find_device(self.device_name, "input")["index"]  # indices may move
+        sd = import_sounddevice()
+        index = find_device(self.device_name, "input")["index"]  # indices may move
         self._generation += 1
         stream = sd.InputStream(
             device=index, channels=self._open_channels, samplerate=self.sample_rate,
@@ -554,225 +421,3 @@ class AudioInput:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-# --------------------------------------------------------------------------------------
-# a file, for rehearsal
-
-
-def _copy_span(src: np.ndarray, pos: int, out: np.ndarray, loop: bool) -> None:
-    """out[:] = src[pos : pos + len(out)], zeros outside the file, wrapping when looping."""
-    length, n, i = len(src), len(out), 0
-    while i < n:
-        p = pos + i
-        if loop:
-            p %= length
-        if p < 0:
-            k = min(n - i, -p)
-            out[i:i + k] = 0.0
-        elif p >= length:
-            out[i:] = 0.0
-            return
-        else:
-            k = min(n - i, length - p)
-            out[i:i + k] = src[p:p + k]
-        i += k
-
-
-class FileSource:
-    """An audio file played in real time: the reader interface of AudioInput over a file.
-
-    The file is decoded once (live.media.load_audio, any format FFmpeg reads). After
-    ``start()`` the position is ``(time.monotonic() - start) * rate``; at the end it loops
-    (``loop=True``) or goes silent and ``finished`` turns true. ``play=True`` also sends it
-    to the speakers (``output_device`` as for AudioInput); the speaker stream follows the
-    same clock, compensating its output latency and jumping back if it drifts more than
-    RESYNC_S, so what you hear is what is analysed.
-    """
-
-    def __init__(self, path: str | os.PathLike, *, loop: bool = False, play: bool = False,
-                 output_device: int | str | None = None, sample_rate: int | None = None,
-                 gain_db: float = 0.0, gate_db: float | None = None):
-        from live.media import load_audio
-
-        samples, rate = load_audio(path, sample_rate=sample_rate)   # (n, channels)
-        self.path = path
-        self.sample_rate = rate
-        self.loop = bool(loop)
-        self.gain_db = _level(gain_db, "gain_db", allow_none=False)
-        self.gate_db = _level(gate_db, "gate_db", allow_none=True)
-        self._mono = np.ascontiguousarray(samples.mean(axis=1, dtype=np.float32))  # (n,)
-        self.duration = len(self._mono) / rate
-        self._output = None
-        self._play = None
-        if play:
-            self._output = _find_device(output_device, "output")
-            # The file's own channels if the device has them, else its mono mix on up to two.
-            have = self._output["outputs"]
-            if samples.shape[1] <= have and samples.shape[1] > 1:
-                self._play = np.ascontiguousarray(samples)
-            else:
-                self._play = np.repeat(self._mono[:, None], min(2, have), axis=1)  # (n, channels)
-        self._stream = None
-        self._start: float | None = None
-        self._play_pos = 0
-        self._out_latency = 0.0
-
-    def start(self) -> None:
-        if self._start is not None:
-            return
-        lead = 0.0
-        if self._play is not None:
-            sd = _sounddevice()
-            try:
-                self._stream = sd.OutputStream(
-                    device=self._output["index"], samplerate=self.sample_rate,
-                    channels=self._play.shape[1], dtype="float32", callback=self._play_callback)
-            except sd.PortAudioError as e:
-                raise AudioDeviceError(
-                    f"cannot play {self.sample_rate} Hz audio on {self._output['name']!r} ({e}); "
-                    f"try sample_rate={int(self._output['default_samplerate'])}") from None
-            self._out_latency = lead = float(self._stream.latency)
-        # The file's first sample is due when it can first be heard.
-        self._start = time.monotonic() + lead
-        self._play_pos = 0
-        if self._stream is not None:
-            self._stream.start()
-
-    def stop(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            stream.abort(ignore_errors=True)
-            stream.close(ignore_errors=True)
-        self._start = None
-
-    def _play_callback(self, outdata: np.ndarray, frames: int, time_info, status) -> None:
-        delay = time_info.outputBufferDacTime - time_info.currentTime
-        if not 0.0 <= delay <= 1.0:   # a host API that does not know: trust the stream
-            delay = self._out_latency
-        due = int((time.monotonic() + delay - self._start) * self.sample_rate)
-        if abs(due - self._play_pos) > RESYNC_S * self.sample_rate:
-            self._play_pos = due
-        _copy_span(self._play, self._play_pos, outdata, self.loop)
-        self._play_pos += frames
-
-    def read_window(self, n: int) -> tuple[np.ndarray, float]:
-        """The n samples before the current position (mono, gain and gate applied) and the
-        time the last of them was due; silence stamped now before start or after the end."""
-        now = time.monotonic()
-        x = np.zeros(int(n), np.float32)
-        if self._start is None:
-            return x, now
-        end = int((now - self._start) * self.sample_rate)   # samples due so far
-        _copy_span(self._mono, end - len(x), x, self.loop)
-        return _gain_and_gate(x, self.gain_db, self.gate_db), self._start + (end - 1) / self.sample_rate
-
-    @property
-    def position(self) -> float:
-        """Seconds since the file started (not wrapped when looping); 0 before start."""
-        return 0.0 if self._start is None else max(0.0, time.monotonic() - self._start)
-
-    @property
-    def finished(self) -> bool:
-        return not self.loop and self.position >= self.duration
-
-    @property
-    def output_latency(self) -> float:
-        """The speaker stream's latency (s) that playback is scheduled ahead by; 0 without play."""
-        return self._out_latency
-
-    def check(self) -> str:
-        if self._start is None:
-            return "stopped"
-        return "finished" if self.finished else "running"
-
-    def __enter__(self) -> FileSource:
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-
-# --------------------------------------------------------------------------------------
-# the feature thread
-
-
-class FeatureThread(threading.Thread):
-    """Every ``hop`` seconds: the newest ``window`` of the source -> one FeatureFrame.
-
-    A frame's ``time`` is the capture time of its window's last sample. Frames go into a
-    bounded ring (``capacity`` frames; the oldest drop off); ``latest()`` and
-    ``frames_since(t)`` read it from any thread. The thread also calls ``source.check()``
-    every ``check_every`` seconds. An exception in a hop is logged once (per kind) and the
-    next hop runs; ``stop()`` sets the stop Event and joins.
-    """
-
-    def __init__(self, source: AudioSource, *, hop: float = 0.01, window: float = 0.05,
-                 capacity: int = 1000, check_every: float = 0.5, taper: str = "hann"):
-        super().__init__(name="netbend-features", daemon=True)
-        self.source = source
-        self.extractor = FeatureExtractor(source.sample_rate, window=window, hop=hop, taper=taper)
-        self.hop = self.extractor.hop
-        self.check_every = float(check_every)
-        self._frames: deque[FeatureFrame] = deque(maxlen=int(capacity))
-        self._stop_event = threading.Event()
-        self._lateness = np.zeros(JITTER_HISTORY)  # s each hop woke after it was due
-        self.hops = 0
-        self.skipped_hops = 0
-        self.errors = 0
-        self._logged: set[tuple[str, str]] = set()
-
-    def run(self) -> None:
-        n = self.extractor.window_length
-        check = getattr(self.source, "check", None)
-        due = time.monotonic()
-        next_check = due
-        while not self._stop_event.is_set():
-            now = time.monotonic()
-            self._lateness[self.hops % JITTER_HISTORY] = now - due
-            self.hops += 1
-            try:
-                if check is not None and now >= next_check:
-                    next_check = now + self.check_every
-                    check()
-                samples, captured = self.source.read_window(n)
-                self._frames.append(self.extractor.process(samples, captured))
-            except Exception as e:  # a bad hop must never end the features
-                self.errors += 1
-                key = (type(e).__name__, str(e))
-                if key not in self._logged and len(self._logged) < 100:
-                    self._logged.add(key)
-                    log.error("feature thread: %s: %s (logged once; carrying on)", *key, exc_info=True)
-            due += self.hop
-            late = time.monotonic() - due
-            if late > self.hop:  # far behind: skip the missed hops rather than burst
-                missed = int(late // self.hop)
-                self.skipped_hops += missed
-                due += missed * self.hop
-            wait = due - time.monotonic()
-            if wait > 0:
-                self._stop_event.wait(wait)
-
-    def stop(self, timeout: float = 2.0) -> None:
-        self._stop_event.set()
-        if self.ident is not None:
-            self.join(timeout)
-
-    def latest(self) -> FeatureFrame | None:
-        try:
-            return self._frames[-1]
-        except IndexError:
-            return None
-
-    def frames_since(self, t: float) -> list[FeatureFrame]:
-        """Frames captured after time t (monotonic s), oldest first."""
-        return [f for f in self._frames.copy() if f.time > t]
-
-    def jitter(self) -> dict[str, float]:
-        """How late the hops woke (s): p50, p95, p99, max over the last JITTER_HISTORY hops."""
-        late = self._lateness[:min(self.hops, JITTER_HISTORY)]
-        if not len(late):
-            return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
-        p50, p95, p99 = np.percentile(late, [50, 95, 99])
-        return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "max": float(late.max())}

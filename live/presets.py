@@ -37,19 +37,18 @@ Presets are found in the user folder first ($NETBEND_PRESETS, else
 ~/.config/netbend/presets), then among the presets shipped in the ``presets`` package.
 Saving is atomic (temp file, fsync, rename) and never overwrites a file that does not
 parse as a preset; it writes plain TOML, so comments in a hand-edited file are not kept.
+Finding, listing, reading and atomically writing the files is live/preset_files.py; its
+names (and ``PresetError``) are importable from here too.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import os
-import re
-import tempfile
 import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Union
 
@@ -61,6 +60,14 @@ from engine.mappings import Mapping
 from engine.operators import get_operator
 from engine.stream import StreamConfig
 from engine.walk import WalkConfig
+from live.preset_files import (PresetError, find_preset, list_presets, preset_dirs, preset_files_in, read_toml,
+                               shipped_preset_dir, user_preset_dirs, user_preset_path, write_atomically)
+
+__all__ = [
+    "BEND_KEYS", "CONFIGS", "MODEL_KEYS", "PIPELINES", "Preset", "PresetError", "SIZE_KEYS", "TOP_KEYS",
+    "check_presets", "find_preset", "list_presets", "load_preset", "preset_dirs", "save_preset",
+    "shipped_preset_dir", "user_preset_dirs", "user_preset_path",
+]
 
 PIPELINES = ("stream", "walk", "chain")
 CONFIGS: dict[str, type] = {"stream": StreamConfig, "walk": WalkConfig, "chain": ChainConfig}
@@ -70,19 +77,6 @@ SIZE_KEYS = ("width", "height")  # written in [model], passed into the pipeline 
 BEND_KEYS = tuple(f.name for f in dataclasses.fields(Bend)) + ("mapping",)
 
 Config = Union[StreamConfig, WalkConfig, ChainConfig]
-
-
-class PresetError(ValueError):
-    """A preset that cannot be used. ``str()`` reads ``<file>: <key path>: <what is wrong>``,
-    leaving out the parts that do not apply."""
-
-    def __init__(self, source: Optional[str], key: Optional[str], problem: str):
-        self.source, self.key, self.problem = source, key, problem
-        super().__init__(": ".join(part for part in (source, key, problem) if part))
-
-    def at(self, source: str) -> "PresetError":
-        """The same error, reported against ``source`` (a file) instead."""
-        return PresetError(source, self.key, self.problem)
 
 
 def _join(items: Iterable[Any]) -> str:
@@ -347,108 +341,21 @@ def _parse_bend(d: Any, key: str) -> tuple[Bend, Optional[Mapping]]:
     return bend, mapping
 
 
-# -- files -------------------------------------------------------------------------------
-
-
-def user_preset_dirs() -> list[Path]:
-    """$NETBEND_PRESETS (one folder, or several joined by os.pathsep), else
-    $XDG_CONFIG_HOME/netbend/presets (~/.config/netbend/presets)."""
-    env = os.environ.get("NETBEND_PRESETS", "").strip()
-    if env:
-        return [Path(p).expanduser() for p in env.split(os.pathsep) if p]
-    config = os.environ.get("XDG_CONFIG_HOME", "").strip() or Path.home() / ".config"
-    return [Path(config).expanduser() / "netbend" / "presets"]
-
-
-def shipped_preset_dir() -> Path:
-    """The ``presets`` package folder: the checkout's under ``pip install -e .``, the
-    installed copy under ``pip install .``."""
-    return Path(os.fspath(resources.files("presets")))
-
-
-def preset_dirs() -> list[Path]:
-    """Where presets are looked for, first match wins: the user folder, then the shipped one."""
-    return user_preset_dirs() + [shipped_preset_dir()]
-
-
-def user_preset_path(name: str) -> Path:
-    """Where a preset saved by name goes: NAME.toml in the (first) user folder."""
-    if not isinstance(name, str) or not name.strip() or name.startswith(".") or any(
-            sep and sep in name for sep in (os.sep, os.altsep)):
-        raise PresetError(None, None, f"bad preset name {name!r}: use a plain file name without folders")
-    stem = name[:-5] if name.endswith(".toml") else name
-    return user_preset_dirs()[0] / f"{stem}.toml"
-
-
-def _preset_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.glob("*.toml") if p.is_file()) if folder.is_dir() else []
-
-
-def list_presets() -> list[tuple[str, Path]]:
-    """(name, path) of every preset by file name, a user preset hiding a shipped one of the
-    same name; sorted by name."""
-    found: dict[str, Path] = {}
-    for folder in preset_dirs():
-        for path in _preset_files(folder):
-            found.setdefault(path.stem, path)
-    return sorted(found.items())
-
-
-def find_preset(name_or_path: Union[str, Path]) -> Path:
-    """An existing file wins; else NAME.toml in ``preset_dirs()``, first match."""
-    text = os.fspath(name_or_path)
-    path = Path(text).expanduser()
-    if path.is_file():
-        return path
-    if path.is_dir():
-        raise PresetError(text, None, "is a folder, not a preset file")
-    has_folder = any(sep and sep in text for sep in (os.sep, os.altsep))
-    if has_folder or isinstance(name_or_path, Path):
-        raise PresetError(text, None, "no such preset file")
-    name = text[:-5] if text.endswith(".toml") else text
-    for folder in preset_dirs():
-        candidate = folder / f"{name}.toml"
-        if candidate.is_file():
-            return candidate
-    names = [n for n, _ in list_presets()]
-    raise PresetError(None, None, f"unknown preset {name!r}; available: {_join(names) or 'none'} "
-                                  f"(looked in {_join(preset_dirs())}), or give a path to a .toml file")
-
-
-_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
-
-
-def _read(path: Path) -> dict:
-    source = str(path)
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except OSError as e:
-        raise PresetError(source, None, f"cannot read: {e.strerror or e}") from None
-    except UnicodeDecodeError as e:
-        raise PresetError(source, None, f"not UTF-8 text (byte {e.start})") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        message = str(e)
-        where = _TOML_POSITION.search(message)
-        if where:
-            position = f"line {where.group(1)}, column {where.group(2)}"
-            raise PresetError(source, position, f"TOML syntax error: {message[:where.start()]}") from None
-        raise PresetError(source, None, f"TOML syntax error: {message}") from None
+# -- loading and saving ------------------------------------------------------------------
 
 
 def load_preset(name_or_path: Union[str, Path]) -> Preset:
     """Read and check one preset (by name or path). A file without ``name`` is named after
     its stem. Raises PresetError."""
     path = find_preset(name_or_path)
-    return Preset.from_dict(_read(path), source=str(path), default_name=path.stem)
+    return Preset.from_dict(read_toml(path), source=str(path), default_name=path.stem)
 
 
 def check_presets(paths: Optional[Iterable[Union[str, Path]]] = None) -> list[tuple[Path, Optional[str]]]:
     """(path, error or None) for each given preset, or for every preset file in every
     preset folder (a user preset hiding a shipped one does not hide the shipped one's errors)."""
     if paths is None:
-        paths = [p for folder in preset_dirs() for p in _preset_files(folder)]
+        paths = [p for folder in preset_dirs() for p in preset_files_in(folder)]
     results: list[tuple[Path, Optional[str]]] = []
     for p in paths:
         try:
@@ -485,34 +392,5 @@ def save_preset(preset: Preset, path: Union[str, Path], *, overwrite: bool = Tru
         mode = path.stat().st_mode & 0o777
     text = tomli_w.dumps(preset.to_dict())
     Preset.from_dict(tomllib.loads(text), source=source)  # never write what would not load back
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(text.encode("utf-8"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(path.parent)
+    write_atomically(path, text, mode)
     return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
