@@ -1,0 +1,137 @@
+"""`netbend bench` end to end on the tiny model (CPU, a few frames). Nothing here asserts
+on speed: a shared CI machine makes any timed assertion flaky. The figures must exist,
+be finite and positive, and describe the run that made them."""
+import contextlib
+import io
+import json
+import math
+
+import pytest
+
+from live.cli import main
+
+FRAMES, WARMUP = 6, 2
+TOP_KEYS = {
+    "netbend_bench", "date", "command", "device", "torch", "backend", "model", "dtype", "size", "steps", "strength",
+    "frames", "warmup", "setup_s", "bends", "fps", "fps_no_bends", "frame_ms", "jitter_ms", "audio_to_frame_ms",
+    "step_ms", "stages_ms", "stage_sum_ms", "consistency", "bend_overhead", "bend_changes", "last_frame_finite",
+    "load_average_1m",
+    "notes",
+}
+SUMMARY_KEYS = {"p50", "p95", "p99", "mean", "max", "n"}
+STAGES = {"features", "encode", "unet", "decode", "upload"}
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    """One short bench run: (exit code, stdout JSON, --json file's JSON, stderr)."""
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(["bench", "--model", "tiny", "--frames", str(FRAMES), "--warmup", str(WARMUP),
+                     "--device", "cpu", "--json", str(out)])
+    printed = json.loads(stdout.getvalue())
+    written = json.loads(out.read_text()) if out.exists() else None
+    leftovers = [p.name for p in out.parent.iterdir() if p.name != out.name]
+    return code, printed, written, stderr.getvalue(), leftovers
+
+
+def _numbers(value, path=""):
+    if isinstance(value, bool):
+        return
+    if isinstance(value, (int, float)):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _numbers(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _numbers(v, f"{path}[{i}]")
+
+
+def test_bench_prints_json_with_every_key(bench):
+    code, result, _, _, _ = bench
+    assert code == 0
+    assert TOP_KEYS <= set(result)
+    assert result["model"] == "tiny" and result["backend"] == "eager"
+    assert result["size"] == [64, 64] and result["steps"] == 1
+    assert result["frames"] == FRAMES and result["warmup"] == WARMUP
+    assert result["device"]["type"] == "cpu" and result["device"]["name"]
+    assert "netbend bench --model tiny" in result["command"]
+    assert f"--frames {FRAMES}" in result["command"] and f"--warmup {WARMUP}" in result["command"]
+    for key in ("frame_ms", "audio_to_frame_ms", "step_ms"):
+        assert SUMMARY_KEYS <= set(result[key]), key
+        assert result[key]["n"] == FRAMES
+    assert set(result["stages_ms"]) == STAGES
+    for stage in STAGES:
+        assert SUMMARY_KEYS <= set(result["stages_ms"][stage]), stage
+    assert len(result["bends"]) == 2
+    assert result["notes"] and all(isinstance(n, str) for n in result["notes"])
+
+
+def test_bench_figures_are_finite_and_positive(bench):
+    _, result, _, _, _ = bench
+    numbers = dict(_numbers(result))
+    assert all(math.isfinite(v) for v in numbers.values()), [k for k, v in numbers.items() if not math.isfinite(v)]
+    timings = {k: v for k, v in numbers.items()
+               if k.split(".")[1] in ("fps", "fps_no_bends", "frame_ms", "audio_to_frame_ms", "step_ms",
+                                      "stages_ms", "stage_sum_ms", "consistency")}
+    assert timings and all(v > 0 for v in timings.values()), {k: v for k, v in timings.items() if v <= 0}
+    assert result["jitter_ms"] >= 0
+    frame = result["frame_ms"]
+    assert frame["p50"] <= frame["p95"] <= frame["p99"] <= frame["max"]
+    # the latency holds the whole frame it waited for
+    assert result["audio_to_frame_ms"]["p50"] >= frame["p50"]
+
+
+def test_bench_reports_bend_overhead_and_unchanged_hooks(bench):
+    _, result, _, _, _ = bench
+    overhead = result["bend_overhead"]
+    assert overhead["bends"] == 2
+    assert overhead["ratio"] > 0
+    assert overhead["ratio"] == pytest.approx(overhead["on_ms_p50"] / overhead["off_ms_p50"], rel=1e-3)
+    assert overhead["overhead_pct"] == pytest.approx((overhead["ratio"] - 1) * 100, abs=0.01)
+    changes = result["bend_changes"]
+    assert changes["frames"] == FRAMES
+    assert changes["max_over_median"] >= 1.0
+    assert isinstance(result["consistency"]["consistent"], bool)
+    assert changes["hooks_before"] == changes["hooks_after"] > 0
+    assert changes["unet_forward_hooks_before"] == changes["unet_forward_hooks_after"]
+    assert changes["hooks_unchanged"] is True
+    assert result["last_frame_finite"] is True
+
+
+def test_bench_json_file_holds_the_same_json(bench):
+    _, printed, written, _, leftovers = bench
+    assert written == printed
+    assert leftovers == [], "a temporary file was left next to --json OUT"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--backend", "tensorrt"], "'tensorrt' is not built yet"),
+    (["--backend", "compile"], "'compile' is not built yet"),
+    (["--backend", "onnx"], "unknown backend 'onnx'"),
+    (["--size", "64x60"], "bad --size '64x60'"),
+    (["--size", "big"], "bad --size 'big'"),
+    (["--frames", "0"], "--frames must be >= 1"),
+    (["--warmup", "-1"], "--warmup must be >= 0"),
+    (["--bends", "-1"], "--bends must be >= 0"),
+    (["--steps", "0"], "stream steps must be 1..50"),
+    (["--model", "no-such-model"], "unknown model 'no-such-model'"),
+    (["--device", "tpu"], "bad --device 'tpu'"),
+])
+def test_bad_input_exits_2_with_a_clear_message(argv, message, capsys, tmp_path):
+    out = tmp_path / "bench.json"
+    code = main(["bench", "--frames", "1", "--warmup", "0", "--json", str(out), *argv])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert message in captured.err
+    assert "Traceback" not in captured.err
+    assert captured.out == ""
+    assert not out.exists()
+
+
+def test_json_into_a_missing_folder_fails_before_running(capsys, tmp_path):
+    code = main(["bench", "--json", str(tmp_path / "nope" / "b.json")])
+    assert code == 2
+    assert "its folder does not exist" in capsys.readouterr().err
