@@ -13,6 +13,7 @@ optional mean subtraction. Bends are frozen; a mapping changes a param each fram
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from dataclasses import dataclass, field, replace
@@ -58,6 +59,12 @@ def parse_steps(spec: Any) -> Steps:
     return frozenset(values)
 
 
+@functools.lru_cache(maxsize=None)
+def _option_names(operator: str) -> list[str]:
+    """The keyword options an operator takes. Cached: with_param() revalidates every frame."""
+    return [p for p in inspect.signature(get_operator(operator)).parameters if p not in ("x", "r")]
+
+
 def _format_steps(steps: Steps) -> str:
     if steps is None:
         return "all"
@@ -95,7 +102,7 @@ class Bend:
         if self.normalize is not None and self.normalize not in (0, 1, 2):
             raise ValueError(f"bend normalize must be None, 0, 1 or 2 (a dim of C, H, W), got {self.normalize!r}")
         opts = {k: tuple(v) if isinstance(v, list) and k == "plane" else v for k, v in dict(self.opts).items()}
-        allowed = [p for p in inspect.signature(fn).parameters if p not in ("x", "r")]
+        allowed = _option_names(self.operator)
         unknown = sorted(set(opts) - set(allowed))
         if unknown:
             raise ValueError(f"operator {self.operator!r} has no option(s) {unknown}; "
