@@ -44,6 +44,7 @@ class LiveOptions:
     fullscreen: bool = False
     monitor: Optional[str] = None
     record: Optional[Path] = None
+    record_audio: bool = False  # also write the input audio into the take
     replay: Optional[Path] = None
     slots: list[str] = field(default_factory=list)
     allow_pickle: bool = False
@@ -126,7 +127,8 @@ def run_live(opts: LiveOptions) -> dict:
             features = feature_thread
         slots = opts.slots or [name for name, _ in list_presets()][:9]
         show = Show(pipe, state, features=features, model_name=model_name, slots=slots,
-                    take_root=opts.record.parent if opts.record else None)
+                    take_root=opts.record.parent if opts.record else None,
+                    audio_source=source if opts.record_audio else None)
         if opts.osc_port is not None and opts.osc_port >= 0:
             from live.osc import OscControl, OscServer
 

@@ -258,6 +258,34 @@ class AudioInput:
         """Callbacks that carried any PortAudio status flag."""
         return self._status_flags
 
+    def read_since(self, position: int) -> tuple[np.ndarray, int]:
+        """Every sample (mono, gain applied, no gate) from absolute sample ``position`` up
+        to the newest, and the position to ask from next time: contiguous audio for a
+        take. If more than the ring has arrived since ``position`` the oldest part is
+        lost and counted as an overrun. Start with ``position = frames_received``."""
+        for _ in range(_READ_TRIES):
+            written = self._head[0]
+            if position > written:
+                position = written
+            if written - position > self._size:
+                self._reader_overruns += 1
+                position = written - self._size
+            take = written - position
+            if take == 0:
+                return np.zeros(0, np.float32), written
+            start = position % self._size
+            first = min(take, self._size - start)
+            block = np.empty((take, self._open_channels), np.float32)
+            block[:first] = self._ring[start:start + first]
+            block[first:] = self._ring[:take - first]
+            if self._writing_to - written <= self._size - take:
+                break
+            self._read_retries += 1
+        else:
+            return np.zeros(0, np.float32), position
+        x = block[:, self._mix[0]] if len(self._mix) == 1 else block[:, self._mix].mean(axis=1)
+        return gain_and_gate(np.ascontiguousarray(x, np.float32), self._gain_db, None), written
+
     @property
     def read_retries(self) -> int:
         """Reads that copied again because the callback wrote over their span meanwhile."""

@@ -120,6 +120,7 @@ def _live(args: argparse.Namespace) -> int:
         osc_feedback=parse_host_port(args.osc_feedback) if args.osc_feedback else None,
         features_hz=args.features_hz, headless=args.headless, duration=args.duration,
         fullscreen=args.fullscreen, monitor=args.monitor, record=Path(args.record) if args.record else None,
+        record_audio=args.record_audio,
         replay=Path(args.replay) if args.replay else None,
         slots=args.slots.split(",") if args.slots else [], allow_pickle=args.allow_pickle, no_audio=args.no_audio,
     )
@@ -211,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--monitor", help="monitor index or name substring for --fullscreen (the projector)")
     takes = p.add_argument_group("takes and presets")
     takes.add_argument("--record", metavar="DIR", help="record a take into DIR (a new folder)")
+    takes.add_argument("--record-audio", action="store_true",
+                       help="with a line-in (--audio-device): also record the input audio into takes")
     takes.add_argument("--replay", metavar="TAKE", help="replay a recorded take's commands")
     takes.add_argument("--slots", help="comma-separated presets for keys 1-9 and /netbend/preset/load N")
     p.add_argument("--allow-pickle", action="store_true", help="allow pickled checkpoints (trusted files only)")

@@ -72,7 +72,7 @@ class Show:
                  echo: Callable[[Command], None] = lambda c: None,
                  error: Callable[[str, str], None] = lambda address, reason: None,
                  model_name: str = "sd-turbo", slots: Sequence[str] = (), take_root: Optional[Path] = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, audio_source=None):
         self.pipe = pipe
         self.features = features or SilentFeatures(clock)
         self.mailbox: Mailbox[Frame] = mailbox or Mailbox()
@@ -89,6 +89,8 @@ class Show:
         self._last_good: Optional[torch.Tensor] = None
         self._problem = _OnceLog(log)
         self.recorder = None
+        self.audio_source = audio_source  # with read_since(): its input audio goes into takes
+        self._audio_position = 0
         self.index = 0
         self.frame_times: deque = deque(maxlen=600)
         self.latencies: deque = deque(maxlen=6000)  # capture -> frame ready, seconds
@@ -202,8 +204,12 @@ class Show:
         root = self.take_root or Path("takes")
         folder = Path(folder) if folder else root / time.strftime("take-%Y%m%d-%H%M%S")
         h, w = self.pipe.size
+        records_audio = hasattr(self.audio_source, "read_since")
         self.recorder = TakeRecorder(folder, start_state=self._state, feature_names=FEATURE_NAMES, clock=self.clock,
-                                     model=self.model_name, size=(w, h))
+                                     model=self.model_name, size=(w, h),
+                                     audio_rate=int(self.audio_source.sample_rate) if records_audio else None)
+        if records_audio:
+            self._audio_position = self.audio_source.frames_received
         self._recorded_until = self.clock()
         self._state = replace(self._state, recording=True)
         log.info("recording take to %s", folder)
@@ -252,6 +258,9 @@ class Show:
             if new:
                 self.recorder.features(new)
                 self._recorded_until = new[-1].time
+        if self.recorder is not None and not self.recorder.closed and self.recorder.records_audio:
+            samples, self._audio_position = self.audio_source.read_since(self._audio_position)
+            self.recorder.audio(samples)
         if state.frozen:
             return None
         try:

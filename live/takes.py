@@ -58,6 +58,10 @@ class TakeRecorder:
         self._last_flush = self.start
         self.closed = False
 
+    @property
+    def records_audio(self) -> bool:
+        return self._audio is not None
+
     def now(self) -> float:
         return self._clock() - self.start
 

@@ -449,3 +449,48 @@ def test_the_feature_thread_stops_promptly(ramp_wav):
     assert 0.0 <= jitter["p50"] <= jitter["p95"] <= jitter["max"]
     assert jitter["p50"] < 0.005
     assert threading.active_count() >= 1
+
+
+def test_read_since_gives_every_sample_exactly_once_for_takes(pulse):
+    """Take recording reads from an absolute position: concatenated reads are the input,
+    contiguous, with nothing doubled or dropped, while a writer drives the callback."""
+    import sounddevice as sd
+
+    audio = AudioInput("pulse", buffer_s=0.5)
+    block = 64
+    stamp = SimpleNamespace(inputBufferAdcTime=0.0, currentTime=0.0)
+    done = threading.Event()
+
+    def write():
+        counter = np.arange(block, dtype=np.float32)[:, None]
+        for i in range(2000):
+            audio._callback(counter + i * block, block, stamp, sd.CallbackFlags())
+            if i % 50 == 0:
+                time.sleep(0.001)
+        done.set()
+
+    position, pieces = audio.frames_received, []
+    writer = threading.Thread(target=write)
+    writer.start()
+    while not done.is_set():
+        samples, position = audio.read_since(position)
+        pieces.append(samples)
+        time.sleep(0.002)
+    writer.join()
+    samples, position = audio.read_since(position)
+    pieces.append(samples)
+    got = np.concatenate(pieces)
+    assert position == audio.frames_received == 2000 * block
+    assert np.array_equal(got, np.arange(2000 * block, dtype=np.float32))
+
+
+def test_read_since_counts_what_the_ring_could_not_hold(pulse):
+    import sounddevice as sd
+
+    audio = AudioInput("pulse", buffer_s=0.06)  # 2646 frames
+    stamp = SimpleNamespace(inputBufferAdcTime=0.0, currentTime=0.0)
+    for i in range(100):
+        audio._callback(np.full((64, 1), float(i), np.float32), 64, stamp, sd.CallbackFlags())
+    samples, position = audio.read_since(0)
+    assert position == 6400 and len(samples) == audio._size and samples[-1] == 99.0
+    assert audio.overruns >= 1

@@ -116,3 +116,48 @@ def test_record_and_replay_give_the_same_commands_with_the_same_timing(pipe, tmp
     rel1 = np.diff([c.time for c in take.commands])
     rel2 = np.diff([c.time for c in replayed.commands])
     assert np.abs(rel1 - rel2).max() <= frame_time + 0.02, (rel1, rel2, frame_time)
+
+
+class ToneInput:
+    """Stands in for AudioInput's take interface (read_since is tested on PortAudio in
+    test_audio.py): a 440 Hz tone arriving in real time."""
+
+    sample_rate = 22050
+
+    def __init__(self):
+        self.start = time.monotonic()
+
+    @property
+    def frames_received(self) -> int:
+        return int((time.monotonic() - self.start) * self.sample_rate)
+
+    def read_since(self, position):
+        now = self.frames_received
+        t = np.arange(position, now) / self.sample_rate
+        return (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), now
+
+
+def test_takes_record_the_input_audio_and_render_with_it(pipe, tmp_path):
+    from live.media import probe
+    from live.render import RenderJob, render
+
+    source = ToneInput()
+    show, _, _ = make_show(pipe, audio_source=source)
+    show.start_recording(tmp_path / "take")
+    recording_from = source.frames_received
+    stop = threading.Event()
+    render_thread = threading.Thread(target=show.run, args=(stop,))
+    render_thread.start()
+    time.sleep(1.5)
+    stop.set()
+    render_thread.join()
+    heard = source.frames_received - recording_from
+    take = load_take(tmp_path / "take")
+    assert take.audio_rate == 22050
+    assert abs(len(take.audio) - heard) < 0.2 * 22050  # all of it, up to the last frame's read
+    t = np.arange(len(take.audio)) / 22050
+    assert np.allclose(take.audio, 0.3 * np.sin(2 * np.pi * 440 * (t + recording_from / 22050)), atol=1e-4)
+    out = tmp_path / "take.mp4"
+    render(RenderJob(output=out, take=tmp_path / "take", model="tiny", fps=10, progress=False))
+    info = probe(out)
+    assert info.audio_codec == "aac" and info.audio_duration == pytest.approx(len(take.audio) / 22050, abs=0.1)
