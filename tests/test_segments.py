@@ -1,0 +1,172 @@
+"""The U-Net in segments: equals the plain U-Net, equals the Bender hooks with bends,
+compiled equals eager, and changing block-level bends compiles nothing new."""
+import logging
+
+import pytest
+import torch
+
+from engine.bending import Bender
+from engine.bends import Bend
+from engine.segments import SegmentedOutput, SegmentedUNet, check_supported, segmented_unet
+
+BLOCK_BENDS = [
+    Bend("invert", layer="conv_in", param=1.0, target="channels 0 2"),
+    Bend("add", layer="down.1", param=0.5),
+    Bend("multiply", layer="mid", param=1.5),
+    Bend("rotate", layer="up.2", param=0.3),
+    Bend("add", layer="conv_out", param=0.2),
+]
+
+
+def unet_inputs(model, batch=1, size=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, model.latent_channels, size, size, generator=g)  # (B, C, H, W)
+    emb = model.encode_prompt(["a test"] * batch)  # (B, L, D)
+    return x, torch.tensor(500), emb
+
+
+def plain(model, inputs, bends=()):
+    """The U-Net as diffusers runs it, bent through Bender hooks when bends are given."""
+    bender = Bender(model.unet, bends) if bends else None
+    try:
+        with torch.no_grad():
+            return model.unet(inputs[0], inputs[1], encoder_hidden_states=inputs[2]).sample
+    finally:
+        if bender is not None:
+            bender.remove()
+
+
+def segmented(seg, inputs):
+    with torch.no_grad():
+        return seg(inputs[0], inputs[1], encoder_hidden_states=inputs[2]).sample
+
+
+def differs(a, b):
+    """Changed by more than float noise (the tiny U-Net damps some bends to ~1e-3)."""
+    return (a - b).abs().max().item() > 1e-4
+
+
+def hook_count(module):
+    return sum(len(m._forward_hooks) for m in module.modules())
+
+
+@pytest.mark.parametrize("size,batch,timestep", [(8, 1, None), (8, 2, 250), (12, 1, 999.0), (10, 1, None)])
+def test_eager_equals_plain_unet(tiny, size, batch, timestep):
+    inputs = unet_inputs(tiny, batch, size)
+    if timestep is not None:
+        inputs = (inputs[0], timestep, inputs[2])
+    seg = segmented_unet(tiny)
+    out = seg(*inputs[:2], encoder_hidden_states=inputs[2])
+    assert isinstance(out, SegmentedOutput)
+    assert torch.equal(out.sample.detach(), plain(tiny, inputs))
+
+
+def test_eager_with_block_bends_equals_bender(tiny):
+    inputs = unet_inputs(tiny, batch=2)
+    seg = segmented_unet(tiny)
+    seg.set_bends(BLOCK_BENDS)
+    assert set(seg.bends_by_point) == {"conv_in", "down.1", "mid", "up.2", "conv_out"}
+    bent = plain(tiny, inputs, BLOCK_BENDS)
+    assert torch.allclose(segmented(seg, inputs), bent, atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(bent, plain(tiny, inputs), atol=1e-3)  # the bends really act
+    # an integer layer means the same point as for Bender; a step the bends skip is no bend
+    seg.set_bends([Bend("add", layer=seg.names.index("mid"), param=0.5)])
+    assert seg.bends_by_point["mid"][0].layer == "mid"
+    seg.set_bends([Bend("add", layer="mid", param=0.5, step=3)])
+    seg.step = 0
+    assert torch.equal(segmented(seg, inputs), plain(tiny, inputs))
+    seg.step = 3
+    assert torch.allclose(segmented(seg, inputs), plain(tiny, inputs, [Bend("add", layer="mid", param=0.5)]), atol=1e-6)
+
+
+def test_finer_points_use_hooks_and_log_once(tiny, caplog):
+    inputs = unet_inputs(tiny)
+    bends = [Bend("add", layer="down.1.attentions.0", param=0.5), Bend("multiply", layer="mid", param=1.2)]
+    seg = segmented_unet(tiny)
+    seg.set_bends(bends)
+    with caplog.at_level(logging.INFO, logger="netbend.segments"):
+        first = segmented(seg, inputs)
+        segmented(seg, inputs)
+    notes = [r for r in caplog.records if "not segment boundaries" in r.getMessage()]
+    assert len(notes) == 1 and "down.1.attentions.0" in notes[0].getMessage()
+    assert torch.allclose(first, plain(tiny, inputs, bends), atol=1e-6, rtol=1e-5)
+    seg.set_bends([])
+    assert torch.equal(segmented(seg, inputs), plain(tiny, inputs))
+    assert hook_count(tiny.unet) == 0  # the hooks come off when no finer bend is left
+    seg.remove()
+
+
+def test_unsupported_configs_and_arguments(tiny):
+    from diffusers import UNet2DConditionModel
+
+    config = {k: v for k, v in tiny.unet.config.items() if not k.startswith("_")}
+    with pytest.raises(ValueError, match=r"supports SD 1.x/2.x U-Nets .* class embeddings"):
+        check_supported(UNet2DConditionModel(**{**config, "class_embed_type": "timestep"}))
+    with pytest.raises(ValueError, match=r"addition embeddings \(addition_embed_type='text'"):
+        check_supported(UNet2DConditionModel(**{**config, "addition_embed_type": "text"}))
+    with pytest.raises(ValueError, match="needs a diffusers UNet2DConditionModel"):
+        SegmentedUNet(torch.nn.Conv2d(4, 4, 3))
+    with pytest.raises(ValueError, match="unknown segment backend 'tensorrt'; allowed: eager, compile"):
+        segmented_unet(tiny, backend="tensorrt")
+    seg = segmented_unet(tiny)
+    with pytest.raises(ValueError, match="unknown U-Net point 'middle'"):
+        seg.set_bends([Bend("add", layer="middle")])
+    x, t, emb = unet_inputs(tiny)
+    with pytest.raises(ValueError, match=r"sample, timestep and encoder_hidden_states only; got \['added_cond_kwargs'\]"):
+        seg(x, t, encoder_hidden_states=emb, added_cond_kwargs={"a": x})
+
+
+@pytest.fixture(scope="module")
+def compiled(tiny):
+    """One compiled wrapper for the module: aot_eager compiles the tiny U-Net in ~10 s on
+    two cores, inductor's C++ kernels take ~100 s."""
+    torch._dynamo.reset()
+    seg = segmented_unet(tiny, backend="compile", compile_options={"backend": "aot_eager"})
+    yield seg
+    seg.remove()
+    torch._dynamo.reset()
+
+
+def compile_counts():
+    from torch._dynamo.utils import counters
+
+    return (counters["stats"]["unique_graphs"], counters["frames"]["total"], counters["frames"]["ok"])
+
+
+def test_compiled_equals_eager(tiny, compiled):
+    inputs = unet_inputs(tiny)
+    compiled.set_bends([])
+    assert torch.allclose(segmented(compiled, inputs), plain(tiny, inputs), atol=1e-5, rtol=1e-4)
+    compiled.set_bends(BLOCK_BENDS)
+    assert torch.allclose(segmented(compiled, inputs), plain(tiny, inputs, BLOCK_BENDS), atol=1e-5, rtol=1e-4)
+
+
+def test_changing_block_bends_compiles_nothing(tiny, compiled):
+    inputs = unet_inputs(tiny)
+    compiled.set_bends([Bend("add", layer="mid", param=0.1)])
+    segmented(compiled, inputs)  # warm-up (the fixture may be fresh)
+    before = compile_counts()
+    assert before[0] > 0  # the segments really were compiled
+    variants = [
+        [Bend("add", layer="mid", param=0.7)],  # param
+        [Bend("multiply", layer="mid", param=1.7)],  # operator
+        [Bend("multiply", layer="mid", param=1.7, target="random_channels 0.5")],  # target
+        [Bend("multiply", layer="up.1", param=1.7, target="rows 0.0:0.5")],  # layer
+        [Bend("add", layer="down.2", param=0.5)],
+        [Bend("invert", layer="conv_in", param=1.0), Bend("add", layer="down.0", param=0.3)],
+        [Bend("add", layer="conv_out", param=-0.5)],
+        [Bend("threshold", layer="up.3", param=0.2), Bend("add", layer="mid", param=0.2, step=0)],
+        [Bend("add", layer="down.3", param=0.5, step=5)],  # not active at step 0: no bend
+        [],
+    ]
+    outputs = []
+    for bends in variants:
+        compiled.set_bends(bends)
+        outputs.append(segmented(compiled, inputs))
+    assert compile_counts() == before, "a block-level bend change recompiled a segment"
+    unbent = plain(tiny, inputs)
+    for bends, out in zip(variants[:8], outputs[:8]):
+        assert differs(out, unbent), f"{bends} did not change the output"
+    assert torch.allclose(outputs[8], unbent, atol=1e-5) and torch.allclose(outputs[9], unbent, atol=1e-5)
+    assert all(differs(a, b) for a, b in zip(outputs[:8], outputs[1:9]))
+    assert torch.allclose(outputs[3], plain(tiny, inputs, variants[3]), atol=1e-5, rtol=1e-4)
