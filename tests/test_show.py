@@ -144,7 +144,7 @@ def test_takes_record_the_input_audio_and_render_with_it(pipe, tmp_path):
     source = ToneInput()
     show, _, _ = make_show(pipe, audio_source=source)
     show.start_recording(tmp_path / "take")
-    recording_from = source.frames_received
+    recording_from = show._audio_position  # the sample the take's audio starts at
     stop = threading.Event()
     render_thread = threading.Thread(target=show.run, args=(stop,))
     render_thread.start()
