@@ -168,6 +168,11 @@ class StreamPipeline(BentPipeline):
         matched = (image - mean) / (std + 1e-5) * ref_std + ref_mean
         return torch.lerp(image, matched, self.config.color_coherence).clamp(0.0, 1.0)
 
+    @property
+    def image(self) -> Optional[Tensor]:
+        """The current frame of the feedback loop (the prepared first frame before any step)."""
+        return self._image if self._prepared else None
+
     def frame(self, i: int = 0, total: Optional[int] = None) -> Tensor:
         """The next frame of the feedback loop (the common pipeline call; i is not needed)."""
         return self.step()

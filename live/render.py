@@ -246,7 +246,7 @@ class _TakeFrames:
     def resume(self, done: int, last) -> None:
         for i in range(done):
             self._advance(i)
-            self.show._drain()  # apply the commands of the frames already on disk
+            self.show.apply_pending()  # the commands of the frames already on disk
         self.last = last
         self.show.pipe.resume(last.to(self.show.pipe.model.device, self.show.pipe.model.dtype), done)
 
@@ -254,9 +254,9 @@ class _TakeFrames:
         self._advance(i)
         out = self.show.frame()
         if out is not None:
-            self.last = self.show._last_good
+            self.last = self.show.last_good
         elif self.last is None:  # frozen (or failed) from the very start: show the first frame
-            self.last = self.show.pipe._image
+            self.last = self.show.pipe.image
         return self.last
 
 

@@ -115,6 +115,15 @@ class Show:
             self.dropped += 1
             return False
 
+    def apply_pending(self) -> None:
+        """Apply every queued command now (the render loop does this at each frame boundary)."""
+        self._drain()
+
+    @property
+    def last_good(self) -> Optional[torch.Tensor]:
+        """The newest frame that came out finite, (1, 3, H, W) on the model's device."""
+        return self._last_good
+
     def _drain(self) -> None:
         while True:
             try:
