@@ -102,7 +102,7 @@ class SegmentedUNet(nn.Module):
         self.step = 0
         self._finer: Optional[Bender] = None  # hooks for points inside blocks, made on first use
         self._noted_finer = False
-        self._eager = {
+        self.segments: dict[str, Callable] = {  # name -> the eager segment function
             "time": self._time, "conv_in": self._conv_in, "mid": self._mid, "out": self._out,
             **{f"down.{i}": self._down(b) for i, b in enumerate(unet.down_blocks)},
             **{f"up.{i}": self._up(b) for i, b in enumerate(unet.up_blocks)},
@@ -112,9 +112,9 @@ class SegmentedUNet(nn.Module):
             device = next(unet.parameters()).device
             self.compile_options = dict(compile_options or default_compile_options(device))
             self._run = {name: torch.compile(fn, dynamic=False, fullgraph=False, **self.compile_options)
-                         for name, fn in self._eager.items()}
+                         for name, fn in self.segments.items()}
         else:
-            self._run = self._eager
+            self._run = self.segments
         log.info("U-Net in %d segments, backend %s %s", len(self._run), backend, self.compile_options or "")
 
     # --- pass-throughs so this can stand in for model.unet --------------------------------
@@ -235,7 +235,7 @@ class SegmentedUNet(nn.Module):
             if self._finer.bends != finer:
                 self._finer.bends = finer
             self._finer.step = self.step
-            run = self._eager  # hooks inside a compiled segment would be traced into it
+            run = self.segments  # hooks inside a compiled segment would be traced into it
         elif self._finer is not None:
             self._finer._detach()  # the compiled segments were traced without hooks
 
