@@ -36,6 +36,10 @@ from .bends import LATENT, Bend, apply_bends
 
 log = logging.getLogger("netbend.bending")
 
+# "all": every point hooked (the eager path); "inner": only points inside blocks, and only
+# while a bend is set there (a SegmentedUNet applies the block-level bends itself)
+HOOK_MODES = ("all", "inner")
+
 
 def _block_points(prefix: str, block: nn.Module, mid: bool = False) -> list[tuple[str, nn.Module]]:
     """A block's resnets / attentions interleaved as the block runs them, then its samplers."""
@@ -94,38 +98,54 @@ class Bender:
     the sampler, and the current denoising step (set by the pipeline before each U-Net call).
     """
 
-    def __init__(self, unet: nn.Module, bends: Iterable[Bend] = ()):
+    def __init__(self, unet: nn.Module, bends: Iterable[Bend] = (), hooks: str = "all"):
+        if hooks not in HOOK_MODES:
+            raise ValueError(f"unknown hook mode {hooks!r}; allowed: {', '.join(HOOK_MODES)}")
         self._unet = unet
+        self.hooks = hooks
         self.points = unet_points(unet)
         self.names: list[str] = list(self.points)
+        self.block_names: frozenset[str] = frozenset(block_points(self.names))
         self.step = 0
         self._bends: tuple[Bend, ...] = ()
         self._by_point: dict[str, tuple[Bend, ...]] = {}
         self._latent: tuple[Bend, ...] = ()
+        self._inner = False  # a bend is set at a point inside a block
         self._handles: list = []
         self.bends = tuple(bends)
         self.attach()
 
     def attach(self) -> None:
-        """Hook this Bender's points, taking the U-Net over from any other Bender on it.
+        """Take the U-Net over from any other Bender on it and make the hooks this one needs.
 
         One model has one set of bends at a time: a second pipeline on the same model
         detaches the first one's hooks (its bends are kept), and each pipeline calls this
-        before it runs, which costs one comparison when it is already the one attached.
+        before it runs, which costs a few comparisons when it is already the one attached.
+        With ``hooks="all"`` every point is hooked once and stays hooked. With
+        ``hooks="inner"`` a ``SegmentedUNet`` applies the block-level bends between its
+        segments, and the points inside blocks are hooked only while a bend is set at one
+        of them (hooks inside compiled code would be ignored or force a retrace).
         """
         current = getattr(self._unet, "_netbend_bender", None)
-        if current is self:
-            return
-        if current is not None:
-            current._detach()
-        self._handles = [module.register_forward_hook(self._hook(name)) for name, module in self.points.items()]
-        self._unet._netbend_bender = self
-        log.debug("bend hooks on %d U-Net points", len(self._handles))
+        if current is not self:
+            if current is not None:
+                current._detach()
+            self._unet._netbend_bender = self
+        want = self.hooks == "all" or self._inner
+        if want and not self._handles:
+            points = [(n, m) for n, m in self.points.items() if self.hooks == "all" or n not in self.block_names]
+            self._handles = [module.register_forward_hook(self._hook(name)) for name, module in points]
+            log.debug("bend hooks on %d U-Net points", len(self._handles))
+        elif not want and self._handles:
+            self._remove_handles()
 
-    def _detach(self) -> None:
+    def _remove_handles(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles = []
+
+    def _detach(self) -> None:
+        self._remove_handles()
         if getattr(self._unet, "_netbend_bender", None) is self:
             del self._unet._netbend_bender
 
@@ -172,6 +192,17 @@ class Bender:
         self._bends = tuple(resolved)
         self._latent = tuple(by_point.pop(LATENT, ()))
         self._by_point = {k: tuple(v) for k, v in by_point.items()}
+        self._inner = any(p not in self.block_names for p in self._by_point)
+
+    @property
+    def by_point(self) -> dict[str, tuple[Bend, ...]]:
+        """The U-Net bends grouped by point name (latent bends are not in it)."""
+        return self._by_point
+
+    @property
+    def hooked(self) -> bool:
+        """Whether this Bender's hooks are on the U-Net now."""
+        return bool(self._handles)
 
     def latent(self, x: Tensor, step: int) -> Tensor:
         """The latent bends active at sampler point ``step`` (0 = initial latent)."""

@@ -47,13 +47,14 @@ class ChainConfig:
 
 
 class ChainPipeline(BentPipeline):
-    def __init__(self, model, config: Optional[ChainConfig] = None, bends: Iterable[Bend] = ()):
-        super().__init__(model, config or ChainConfig(), bends)
+    def __init__(self, model, config: Optional[ChainConfig] = None, bends: Iterable[Bend] = (),
+                 backend: str = "eager"):
+        super().__init__(model, config or ChainConfig(), bends, backend)
         self._image: Optional[Tensor] = None
 
     @torch.no_grad()
     def prepare(self, init_image: Optional[Tensor] = None) -> None:
-        self.bender.attach()
+        self.claim()
         m, c = self.model, self.config
         self._shape = self.latent_shape
         self._generator = torch.Generator().manual_seed(c.seed)
@@ -88,7 +89,7 @@ class ChainPipeline(BentPipeline):
     @torch.no_grad()
     def frame(self, i: int = 0, total: Optional[int] = None) -> Tensor:
         """The next frame of the chain, (1, 3, H, W) in [0, 1] (i is not needed)."""
-        self.bender.attach()
+        self.claim()
         if not self._prepared:
             self.prepare()
         m, c, sched = self.model, self.config, self._scheduler
@@ -98,6 +99,6 @@ class ChainPipeline(BentPipeline):
         else:
             timesteps = self._img2img_timesteps
             x = sched.add_noise(m.encode_image(self._image), noise, timesteps[:1])
-        latent = denoise(m, self.bender, x, sched, timesteps, self._cond, self._uncond, c.guidance)
+        latent = denoise(self.unet, self.bender, x, sched, timesteps, self._cond, self._uncond, c.guidance)
         self._image = m.decode_latent(latent)
         return self._image

@@ -1,10 +1,24 @@
 """What the three pipelines share: a model, a config, and one Bender on the model's U-Net."""
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Optional
 
 from .bending import Bender
 from .bends import Bend
+from .segments import SegmentedUNet
+
+PIPELINE_BACKENDS = ("eager", "compile")
+
+
+def shared_segments(unet, backend: str, bender: Optional[Bender] = None,
+                    compile_options: Optional[dict] = None) -> SegmentedUNet:
+    """The one SegmentedUNet of ``backend`` for this U-Net: compiled segments are kept with
+    the U-Net, so a new pipeline (a new render, a new show) does not compile them again.
+    ``bender`` and ``compile_options`` are used when it is first made."""
+    cache = unet.__dict__.setdefault("_netbend_segments", {})
+    if backend not in cache:
+        cache[backend] = SegmentedUNet(unet, backend=backend, compile_options=compile_options, bender=bender)
+    return cache[backend]
 
 
 def check_size(config, pipeline: str) -> None:
@@ -16,11 +30,34 @@ def check_size(config, pipeline: str) -> None:
 
 
 class BentPipeline:
-    def __init__(self, model, config, bends: Iterable[Bend] = ()):
+    """A model, a config, and the bends on the model's U-Net, run by one back-end:
+
+    eager    the U-Net as diffusers runs it, with a Bender hook on every point
+    compile  a ``SegmentedUNet`` of torch.compile'd segments with the block-level bends
+             between them (hooks only for points inside blocks, while such a bend is set)
+    """
+
+    def __init__(self, model, config, bends: Iterable[Bend] = (), backend: str = "eager"):
+        if backend not in PIPELINE_BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(PIPELINE_BACKENDS)}")
         self.model = model
         self.config = config
-        self.bender = Bender(model.unet, bends)  # hooks once; bends change freely after
+        self.backend = backend
+        if backend == "eager":
+            self.bender = Bender(model.unet, bends)  # hooks once; bends change freely after
+            self.unet = model.unet
+        else:
+            self.bender = Bender(model.unet, bends, hooks="inner")
+            self.unet = shared_segments(model.unet, backend, self.bender)
+            self.unet.bender = self.bender
         self._prepared = False
+
+    def claim(self) -> None:
+        """Make this pipeline's bends the ones on the model (pipelines sharing a model take
+        turns); called before every run, and cheap when nothing changed hands."""
+        self.bender.attach()
+        if self.unet is not self.model.unet:
+            self.unet.bender = self.bender
 
     @property
     def bends(self) -> tuple[Bend, ...]:

@@ -29,14 +29,15 @@ PIPELINES: dict[str, tuple[type, type]] = {
 }
 
 
-def make_pipeline(kind: str, model, config: Optional[Config] = None, bends: Iterable[Bend] = ()) -> Pipeline:
-    """A prepared pipeline of ``kind`` (stream | walk | chain)."""
+def make_pipeline(kind: str, model, config: Optional[Config] = None, bends: Iterable[Bend] = (),
+                  backend: str = "eager") -> Pipeline:
+    """A prepared pipeline of ``kind`` (stream | walk | chain) on ``backend`` (eager | compile)."""
     if kind not in PIPELINES:
         raise ValueError(f"unknown pipeline {kind!r}; allowed: {', '.join(PIPELINES)}")
     cls, config_cls = PIPELINES[kind]
     if config is not None and not isinstance(config, config_cls):
         raise TypeError(f"{kind} pipeline takes a {config_cls.__name__}, got {type(config).__name__}")
-    pipe = cls(model, config, bends)
+    pipe = cls(model, config, bends, backend)
     pipe.prepare()
     return pipe
 

@@ -42,16 +42,17 @@ def predict_x0(model_output: Tensor, x_t: Tensor, alpha_bar: float, prediction_t
     raise ValueError(f"unsupported prediction_type {prediction_type!r}")
 
 
-def guided_unet(model, bender: Bender, x: Tensor, t: Tensor, cond: Tensor, uncond: Optional[Tensor],
+def guided_unet(unet, bender: Bender, x: Tensor, t: Tensor, cond: Tensor, uncond: Optional[Tensor],
                 guidance: float, step: int) -> Tensor:
     """One U-Net call at denoising step ``step`` (the bends' step), with classifier-free
-    guidance when ``guidance > 1`` and an unconditional embedding is given."""
+    guidance when ``guidance > 1`` and an unconditional embedding is given. ``unet`` is the
+    model's U-Net or a ``SegmentedUNet``, which reads the step from the same Bender."""
     bender.step = step
     if uncond is not None and guidance > 1.0:
-        out = model.unet(torch.cat([x, x]), t, encoder_hidden_states=torch.cat([uncond, cond])).sample
+        out = unet(torch.cat([x, x]), t, encoder_hidden_states=torch.cat([uncond, cond])).sample
         out_uncond, out_cond = out.chunk(2)
         return out_uncond + guidance * (out_cond - out_uncond)
-    return model.unet(x, t, encoder_hidden_states=cond).sample
+    return unet(x, t, encoder_hidden_states=cond).sample
 
 
 def ddim_scheduler(model, steps: int):
@@ -63,12 +64,12 @@ def ddim_scheduler(model, steps: int):
     return scheduler
 
 
-def denoise(model, bender: Bender, x: Tensor, scheduler, timesteps: Tensor, cond: Tensor,
+def denoise(unet, bender: Bender, x: Tensor, scheduler, timesteps: Tensor, cond: Tensor,
             uncond: Optional[Tensor], guidance: float) -> Tensor:
     """Run ``timesteps`` of ``scheduler`` from x, bending the latent at every point 0..n."""
     for k, t in enumerate(timesteps):
         x = bender.latent(x, k)
-        out = guided_unet(model, bender, scheduler.scale_model_input(x, t), t, cond, uncond, guidance, k)
+        out = guided_unet(unet, bender, scheduler.scale_model_input(x, t), t, cond, uncond, guidance, k)
         x = scheduler.step(out, t, x).prev_sample
     return bender.latent(x, len(timesteps))
 

@@ -25,15 +25,16 @@ bend is set (noted once in the log); the compiled segments are used again when n
 from __future__ import annotations
 
 import logging
+import os
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
 import torch
 from torch import Tensor, nn
 
 from .bending import Bender, block_points, unet_points
-from .bends import LATENT, Bend, apply_bends
+from .bends import Bend, apply_bends
 
 log = logging.getLogger("netbend.segments")
 
@@ -72,7 +73,15 @@ def check_supported(unet: nn.Module) -> None:
 
 def default_compile_options(device: torch.device) -> dict:
     """CUDA: inductor with CUDA graphs. CPU: inductor when a C++ compiler is on PATH (it
-    needs one to build its kernels), else aot_eager (traced graphs, no code generation)."""
+    needs one to build its kernels), else aot_eager (traced graphs, no code generation).
+    ``NETBEND_COMPILE_BACKEND`` (a torch.compile backend name) overrides the choice: e.g.
+    ``aot_eager`` to skip inductor's minutes of kernel builds on a small CPU."""
+    forced = os.environ.get("NETBEND_COMPILE_BACKEND")
+    if forced:
+        if forced not in torch.compiler.list_backends(exclude_tags=()):
+            raise ValueError(f"NETBEND_COMPILE_BACKEND={forced!r} is not a torch.compile backend; allowed: "
+                             f"{', '.join(torch.compiler.list_backends(exclude_tags=()))}")
+        return {"backend": forced}
     if device.type == "cuda":
         return {"backend": "inductor", "mode": "reduce-overhead"}
     if any(shutil.which(cc) for cc in ("g++", "c++", "clang++")):
@@ -89,7 +98,8 @@ class SegmentedUNet(nn.Module):
     ``compile_options`` go to ``torch.compile`` (default: ``default_compile_options``).
     """
 
-    def __init__(self, unet: nn.Module, backend: str = "eager", compile_options: Optional[dict] = None):
+    def __init__(self, unet: nn.Module, backend: str = "eager", compile_options: Optional[dict] = None,
+                 bender: Optional[Bender] = None):
         super().__init__()
         check_supported(unet)
         if backend not in BACKENDS:
@@ -98,9 +108,12 @@ class SegmentedUNet(nn.Module):
         self.backend = backend
         self.names: list[str] = list(unet_points(unet))
         self.block_names: frozenset[str] = frozenset(block_points(self.names))
-        self.bends_by_point: dict[str, tuple[Bend, ...]] = {}
-        self.step = 0
-        self._finer: Optional[Bender] = None  # hooks for points inside blocks, made on first use
+        # the bends and the step come from a Bender in "inner" mode: it hooks points inside
+        # blocks only while a bend is set at one of them
+        self.bender = bender if bender is not None else Bender(unet, hooks="inner")
+        if self.bender.hooks != "inner":
+            raise ValueError("SegmentedUNet needs a Bender made with hooks='inner' (with 'all' its hooks would "
+                             "bend the block-level points a second time)")
         self._noted_finer = False
         self.segments: dict[str, Callable] = {  # name -> the eager segment function
             "time": self._time, "conv_in": self._conv_in, "mid": self._mid, "out": self._out,
@@ -130,44 +143,33 @@ class SegmentedUNet(nn.Module):
     def device(self) -> torch.device:
         return self.unet.device
 
-    # --- bends -----------------------------------------------------------------------------
+    # --- bends: held by the Bender ---------------------------------------------------------
+    @property
+    def step(self) -> int:
+        """The denoising step the bends see (the pipeline sets it before each call)."""
+        return self.bender.step
+
+    @step.setter
+    def step(self, step: int) -> None:
+        self.bender.step = step
+
+    @property
+    def bends_by_point(self) -> dict[str, tuple[Bend, ...]]:
+        return self.bender.by_point
+
     def resolve_layer(self, layer) -> str:
         """A point name for a name or an index into ``names``; anything else lists what exists."""
-        if isinstance(layer, int) and not isinstance(layer, bool):
-            if 0 <= layer < len(self.names):
-                return self.names[layer]
-            raise ValueError(f"layer index {layer} out of range: this model has U-Net points 0..{len(self.names) - 1}")
-        if isinstance(layer, str) and layer.isdigit():
-            return self.resolve_layer(int(layer))
-        if layer in self.block_names or layer in self.names:
-            return layer
-        raise ValueError(f"unknown U-Net point {layer!r}; valid: an index 0..{len(self.names) - 1} "
-                         f"or one of: {', '.join(self.names)}")
+        return self.bender.resolve_layer(layer)
 
     def set_bends(self, bends: Iterable[Bend]) -> None:
-        """Group U-Net bends by point into ``bends_by_point`` (latent bends are the sampler's
-        and are left out)."""
-        by_point: dict[str, list[Bend]] = {}
-        for bend in bends:
-            if bend.layer == LATENT:
-                continue
-            name = self.resolve_layer(bend.layer)
-            by_point.setdefault(name, []).append(bend if name == bend.layer else replace(bend, layer=name))
-        self.bends_by_point = {k: tuple(v) for k, v in by_point.items()}
+        """Set the bends (integer layers resolved; latent bends are the sampler's, not applied here)."""
+        self.bender.bends = bends
 
     def _bend(self, x: Tensor, point: str) -> Tensor:
-        bends = self.bends_by_point.get(point)
+        bends = self.bender.by_point.get(point)
         if not bends:
             return x
-        return apply_bends(x, bends, point, self.step)
-
-    def _finer_bends(self) -> tuple[Bend, ...]:
-        """Bends at points inside blocks; they need hooks, so those calls run eagerly."""
-        finer = tuple(b for p, bs in self.bends_by_point.items() if p not in self.block_names for b in bs)
-        for bend in finer:
-            if bend.layer not in self.names:
-                raise ValueError(f"unknown U-Net point {bend.layer!r} in bends_by_point; valid: {', '.join(self.names)}")
-        return finer
+        return apply_bends(x, bends, point, self.bender.step)
 
     # --- segments: pieces of UNet2DConditionModel.forward, called as it calls them ---------
     def _time(self, sample: Tensor, timesteps: Tensor) -> Tensor:
@@ -222,23 +224,15 @@ class SegmentedUNet(nn.Module):
         extra = sorted(k for k, v in kwargs.items() if v is not None)
         if extra:
             raise ValueError(f"SegmentedUNet takes sample, timestep and encoder_hidden_states only; got {extra}")
+        self.bender.attach()  # hooks points inside blocks while a bend is set at one of them
         run = self._run
-        finer = self._finer_bends()
-        if finer:
+        if self.bender.hooked:
             if not self._noted_finer:
+                inner = sorted(p for p in self.bender.by_point if p not in self.block_names)
                 log.info("bends inside blocks (%s) are not segment boundaries: they use Bender hooks and the "
-                         "segments run eagerly while they are set", ", ".join(sorted({b.layer for b in finer})))
+                         "segments run eagerly while they are set", ", ".join(inner))
                 self._noted_finer = True
-            if self._finer is None:
-                self._finer = Bender(self.unet)
-            self._finer.attach()
-            if self._finer.bends != finer:
-                self._finer.bends = finer
-            self._finer.step = self.step
-            run = self.segments  # hooks inside a compiled segment would be traced into it
-        elif self._finer is not None:
-            self._finer._detach()  # the compiled segments were traced without hooks
-
+            run = self.segments  # hooks inside a compiled segment would be ignored or traced into it
         cudagraphs = self.backend == "compile" and self.compile_options.get("mode") == "reduce-overhead"
         if cudagraphs and run is self._run:
             torch.compiler.cudagraph_mark_step_begin()
@@ -271,11 +265,8 @@ class SegmentedUNet(nn.Module):
         return SegmentedOutput(sample=out) if return_dict else (out,)
 
     def remove(self) -> None:
-        """Forget the bends and take off any hooks for finer points."""
-        self.bends_by_point = {}
-        if self._finer is not None:
-            self._finer.remove()
-            self._finer = None
+        """Forget the bends and take off any hooks for points inside blocks."""
+        self.bender.remove()
 
 
 def segmented_unet(model, backend: str = "eager", compile_options: Optional[dict] = None) -> SegmentedUNet:

@@ -68,14 +68,15 @@ def stream_timesteps(steps: int, strength: float, num_train_timesteps: int = 100
 
 
 class StreamPipeline(BentPipeline):
-    def __init__(self, model, config: Optional[StreamConfig] = None, bends: Iterable[Bend] = ()):
-        super().__init__(model, config or StreamConfig(), bends)
+    def __init__(self, model, config: Optional[StreamConfig] = None, bends: Iterable[Bend] = (),
+                 backend: str = "eager"):
+        super().__init__(model, config or StreamConfig(), bends, backend)
         self.frame_index = 0
 
     @torch.no_grad()
     def prepare(self, init_image: Optional[Tensor] = None) -> Tensor:
         """One-time work: embeddings, timesteps, fixed noise, the first frame. Returns it."""
-        self.bender.attach()
+        self.claim()
         m, c = self.model, self.config
         self._latent_shape = self.latent_shape
         self._acp = acp = alphas_cumprod(m.scheduler_config)
@@ -136,7 +137,7 @@ class StreamPipeline(BentPipeline):
         for k, t in enumerate(ts):
             a = float(acp[t])
             x_t = a ** 0.5 * x0 + (1 - a) ** 0.5 * self._noise[k]
-            out = guided_unet(m, self.bender, x_t, torch.tensor([t], device=m.device), self._emb,
+            out = guided_unet(self.unet, self.bender, x_t, torch.tensor([t], device=m.device), self._emb,
                               self._uncond, c.guidance, k)
             x0 = predict_x0(out, x_t, a, self._prediction_type)
         return x0
@@ -190,7 +191,7 @@ class StreamPipeline(BentPipeline):
     @torch.no_grad()
     def step(self, image: Optional[Tensor] = None) -> Tensor:
         """One frame: img2img on ``image`` (default: the previous frame). (1, 3, H, W) in [0, 1]."""
-        self.bender.attach()
+        self.claim()
         if not self._prepared:
             raise RuntimeError("call prepare() before step()")
         m, c = self.model, self.config
@@ -207,7 +208,7 @@ class StreamPipeline(BentPipeline):
             a = self._alpha_bars[k]
             x_t = a ** 0.5 * x0 + (1.0 - a) ** 0.5 * self._noise[k]  # (1, C, h, w)
             x_t = self.bender.latent(x_t, k)
-            out = guided_unet(m, self.bender, x_t, self._timesteps[k], self._emb, self._uncond, c.guidance, k)
+            out = guided_unet(self.unet, self.bender, x_t, self._timesteps[k], self._emb, self._uncond, c.guidance, k)
             x0 = predict_x0(out, x_t, a, self._prediction_type)
         x0 = self.bender.latent(x0, c.steps)
         frame = m.decode_latent(x0)

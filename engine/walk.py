@@ -46,12 +46,13 @@ class WalkConfig:
 
 
 class WalkPipeline(BentPipeline):
-    def __init__(self, model, config: Optional[WalkConfig] = None, bends: Iterable[Bend] = ()):
-        super().__init__(model, config or WalkConfig(), bends)
+    def __init__(self, model, config: Optional[WalkConfig] = None, bends: Iterable[Bend] = (),
+                 backend: str = "eager"):
+        super().__init__(model, config or WalkConfig(), bends, backend)
 
     @torch.no_grad()
     def prepare(self) -> None:
-        self.bender.attach()
+        self.claim()
         m, c = self.model, self.config
         shape = self.latent_shape
         self._a = seeded_noise(shape, c.seed, m.device, torch.float32)
@@ -77,12 +78,12 @@ class WalkPipeline(BentPipeline):
     def frame(self, i: int, total: Optional[int] = None) -> Tensor:
         """Frame i of ``total`` (the prompt interpolation runs over ``total`` frames).
         Returns (1, 3, H, W) in [0, 1]."""
-        self.bender.attach()
+        self.claim()
         if not self._prepared:
             self.prepare()
         m, c = self.model, self.config
         t = 0.0 if not total or total <= 1 else min(1.0, i / (total - 1))
         cond = torch.lerp(self._cond_from, self._cond_to, t) if c.prompt_to else self._cond_from
-        latent = denoise(m, self.bender, self.noise(i), self._scheduler, self._scheduler.timesteps,
+        latent = denoise(self.unet, self.bender, self.noise(i), self._scheduler, self._scheduler.timesteps,
                          cond, self._uncond, c.guidance)
         return m.decode_latent(latent)

@@ -49,6 +49,7 @@ class LiveOptions:
     slots: list[str] = field(default_factory=list)
     allow_pickle: bool = False
     no_audio: bool = False
+    backend: str = "eager"  # eager | compile: how the U-Net runs (see engine.pipeline_base)
 
 
 def parse_host_port(text: str) -> tuple[str, int]:
@@ -103,7 +104,7 @@ def run_live(opts: LiveOptions) -> dict:
     config = preset.config()
     if opts.size:
         config.width, config.height = opts.size
-    pipe = StreamPipeline(model, config)
+    pipe = StreamPipeline(model, config, backend=opts.backend)
     pipe.prepare()
     state = take.start_state if take is not None else state_from_preset(preset)
     pipe.bends = state.bends  # layers checked against this model before the show starts

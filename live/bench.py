@@ -261,7 +261,7 @@ def _replica(pipe: StreamPipeline, now: Callable[[], float]) -> dict[str, float]
         a = pipe._alpha_bars[k]
         x_t = a ** 0.5 * x0 + (1.0 - a) ** 0.5 * pipe._noise[k]
         x_t = pipe.bender.latent(x_t, k)
-        out = guided_unet(m, pipe.bender, x_t, pipe._timesteps[k], pipe._emb, pipe._uncond, c.guidance, k)
+        out = guided_unet(pipe.unet, pipe.bender, x_t, pipe._timesteps[k], pipe._emb, pipe._uncond, c.guidance, k)
         x0 = predict_x0(out, x_t, a, pipe._prediction_type)
     x0 = pipe.bender.latent(x0, c.steps)
     t2 = now()

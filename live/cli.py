@@ -48,7 +48,7 @@ def _render(args: argparse.Namespace) -> int:
         model=args.model, fps=args.fps, size=parse_size(args.size), span=parse_span(args.seconds),
         frames_dir=Path(args.frames_dir) if args.frames_dir else None, allow_pickle=args.allow_pickle,
         device=args.device, progress=not args.quiet, take=Path(args.take) if args.take else None,
-        steps=args.steps,
+        steps=args.steps, backend=args.backend,
     )
     result = render(job)
     print(f"wrote {result.output}: {result.frames} frames at {args.fps:g} fps, {result.audio_seconds:.2f} s of audio; "
@@ -100,7 +100,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
     job = SweepJob(output=Path(args.output), preset=args.preset, operator=args.operator,
                    params=args.params, layers=args.layers, model=args.model, size=parse_size(args.size),
-                   opts=args.opt or [], device=args.device)
+                   opts=args.opt or [], device=args.device, backend=args.backend)
     result = sweep(job)
     print(f"wrote {result}")
     return 0
@@ -123,6 +123,7 @@ def _live(args: argparse.Namespace) -> int:
         record_audio=args.record_audio,
         replay=Path(args.replay) if args.replay else None,
         slots=args.slots.split(",") if args.slots else [], allow_pickle=args.allow_pickle, no_audio=args.no_audio,
+        backend=args.backend,
     )
     if opts.audio_file is not None and not opts.audio_file.is_file():
         raise ValueError(f"--audio-file {str(opts.audio_file)!r}: no such file")
@@ -170,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--model", help="tiny | sd-turbo | sd-1.5 | sd-2.1 | lcm-sd15 | a HF repo id | a folder | "
                                        "a .safetensors file (default: the preset's)")
         p.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda if available)")
+        p.add_argument("--backend", default="eager", help="how the U-Net runs: eager (default) | compile "
+                                                         "(torch.compile'd segments; the first frames compile)")
 
     p = sub.add_parser("render", help="render an audio file (or the built-in demo) to an MP4 with sound")
     p.add_argument("audio", nargs="?", help="any audio file FFmpeg reads (wav, flac, mp3, ogg…); default: built-in demo")
@@ -275,6 +278,17 @@ def _cpu_threads() -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
 
 
+def _check_backend(args: argparse.Namespace) -> None:
+    """A bad --backend fails before any model is loaded."""
+    backend = getattr(args, "backend", None)
+    if backend is None or args.command == "bench":  # bench checks its own (it adds tensorrt's needs)
+        return
+    from engine.pipeline_base import PIPELINE_BACKENDS
+
+    if backend not in PIPELINE_BACKENDS:
+        raise ValueError(f"unknown --backend {backend!r}; allowed: {', '.join(PIPELINE_BACKENDS)}")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -282,6 +296,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="netbend: %(message)s")
     try:
+        _check_backend(args)
         return args.run(args)
     except KeyboardInterrupt:
         print("netbend: interrupted", file=sys.stderr)

@@ -75,6 +75,7 @@ class RenderJob:
     progress: bool = True
     take: Optional[Path] = None  # render a rehearsal take instead of an audio file
     steps: Optional[int] = None  # take renders: denoising steps (more than live for full quality)
+    backend: str = "eager"  # eager | compile (the U-Net as compiled segments)
 
 
 @dataclass
@@ -169,7 +170,7 @@ class _AudioFrames:
         config = preset.config()
         if job.size is not None:
             config.width, config.height = job.size
-        self.pipe = make_pipeline(preset.pipeline, model, config)
+        self.pipe = make_pipeline(preset.pipeline, model, config, backend=job.backend)
         self.height, self.width = self.pipe.size
         self.driven = MappedBends(preset.bends, preset.mappings)
         self.pipe.bends = self.driven.bends  # validates every layer against this model before any work
@@ -212,7 +213,7 @@ class _TakeFrames:
         size = job.size or take.size
         config = StreamConfig(prompt=state.prompt, strength=state.strength, seed=state.seed,
                               steps=job.steps or 1, width=size[0] if size else None, height=size[1] if size else None)
-        pipe = StreamPipeline(model, config)
+        pipe = StreamPipeline(model, config, backend=job.backend)
         pipe.prepare()
         self.height, self.width = pipe.size
         self.t = 0.0

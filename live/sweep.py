@@ -26,6 +26,7 @@ class SweepJob:
     size: Optional[tuple[int, int]] = None
     opts: list[str] = field(default_factory=list)  # ["plane=R2"]
     device: Optional[str] = None
+    backend: str = "eager"
 
 
 def _floats(text: str, what: str) -> list[float]:
@@ -94,7 +95,7 @@ def sweep(job: SweepJob) -> Path:
                           _default_layers(preset.pipeline, getattr(config, "steps", 1)))]
     parsed = [parse_layer(s) for s in layers]
     model = load_model(job.model or preset.model, vae=preset.vae, device=job.device)
-    pipe = make_pipeline(preset.pipeline, model, config)
+    pipe = make_pipeline(preset.pipeline, model, config, backend=job.backend)
 
     def image(bends: list[Bend]):
         pipe.bends = bends

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from engine.models import tiny_model
 from engine.pipelines import MappedBends, make_pipeline
@@ -42,6 +43,22 @@ def test_render_five_seconds_gives_100_frames_and_5s_of_audio(five_seconds, tmp_
     assert info.audio_codec == "aac"
     assert info.audio_duration == pytest.approx(5.0, abs=0.05)
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir()), "temporary frames or partial files left"
+
+
+def test_render_on_the_compile_backend_matches_eager(tmp_path, monkeypatch):
+    """The same render through torch.compile'd U-Net segments (aot_eager here: inductor's C++
+    builds take minutes on two cores) gives the eager render's frames."""
+    monkeypatch.setenv("NETBEND_COMPILE_BACKEND", "aot_eager")
+    audio = tone_file(tmp_path / "short.wav", 0.5)
+    frames = {}
+    for backend in ("eager", "compile"):
+        job = RenderJob(output=tmp_path / f"{backend}.mp4", audio=audio, model="tiny", preset="live-colour-cycle",
+                        frames_dir=tmp_path / backend, progress=False, backend=backend)
+        assert render(job).frames == 10
+        frames[backend] = [np.asarray(Image.open(f), dtype=np.int16) for f in sorted((tmp_path / backend).glob("*.png"))]
+    assert len(frames["compile"]) == len(frames["eager"]) == 10
+    worst = max(np.abs(a - b).max() for a, b in zip(frames["eager"], frames["compile"]))
+    assert worst <= 3, f"compiled frames differ from eager by up to {worst}/255"
 
 
 def test_frame_count_is_ceil_of_duration_times_fps(tmp_path):
@@ -133,6 +150,7 @@ def test_frames_of_another_render_are_not_mixed_in(five_seconds, tmp_path):
     (["{wav}", "--fps", "0"], "0 < fps"),
     (["{wav}", "--model", "no-such/model"], "download"),
     (["{wav}", "--model", "{text}"], ""),
+    (["{wav}", "--backend", "fast"], "unknown --backend 'fast'; allowed: eager, compile"),
 ])
 def test_bad_inputs_fail_clearly_and_write_nothing(args, message, tmp_path, capsys):
     wav = tone_file(tmp_path / "ok.wav", 0.5)

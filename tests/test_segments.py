@@ -109,7 +109,7 @@ def test_unsupported_configs_and_arguments(tiny):
     with pytest.raises(ValueError, match="unknown segment backend 'tensorrt'; allowed: eager, compile"):
         segmented_unet(tiny, backend="tensorrt")
     seg = segmented_unet(tiny)
-    with pytest.raises(ValueError, match="unknown U-Net point 'middle'"):
+    with pytest.raises(ValueError, match="unknown layer 'middle'; valid layers"):
         seg.set_bends([Bend("add", layer="middle")])
     x, t, emb = unet_inputs(tiny)
     with pytest.raises(ValueError, match=r"sample, timestep and encoder_hidden_states only; got \['added_cond_kwargs'\]"):
@@ -170,3 +170,81 @@ def test_changing_block_bends_compiles_nothing(tiny, compiled):
     assert torch.allclose(outputs[8], unbent, atol=1e-5) and torch.allclose(outputs[9], unbent, atol=1e-5)
     assert all(differs(a, b) for a, b in zip(outputs[:8], outputs[1:9]))
     assert torch.allclose(outputs[3], plain(tiny, inputs, variants[3]), atol=1e-5, rtol=1e-4)
+
+
+# --- the pipelines' compile back-end: SegmentedUNet behind StreamPipeline ------------------
+
+@pytest.fixture(scope="module")
+def compiled_pipes(tiny):
+    """A stream pipeline on the compile back-end (aot_eager: traced graphs, no C++ build) and
+    an eager twin with the same config, both prepared."""
+    from engine.pipeline_base import shared_segments
+    from engine.stream import StreamConfig, StreamPipeline
+
+    torch._dynamo.reset()
+    tiny.unet.__dict__.pop("_netbend_segments", None)
+    shared_segments(tiny.unet, "compile", compile_options={"backend": "aot_eager"})
+    config = dict(prompt="a test", steps=2, strength=0.6, seed=3)
+    fast = StreamPipeline(tiny, StreamConfig(**config), backend="compile")
+    slow = StreamPipeline(tiny, StreamConfig(**config))
+    fast.prepare()
+    slow.prepare()
+    yield fast, slow
+    fast.bender.remove()
+    slow.bender.remove()
+    tiny.unet.__dict__.pop("_netbend_segments", None)
+    torch._dynamo.reset()
+
+
+def test_compile_backend_pipeline_equals_eager_and_never_recompiles(tiny, compiled_pipes):
+    fast, slow = compiled_pipes
+    assert isinstance(fast.unet, SegmentedUNet) and fast.unet.backend == "compile"
+    assert torch.allclose(fast.image, slow.image, atol=1e-4)  # the prepared frames agree
+    for pipe in compiled_pipes:  # warm-up: every segment traced once; both loops advance alike
+        pipe.bends = [Bend("add", layer="mid", param=0.1)]
+        pipe.step()
+    before = compile_counts()
+    assert before[0] > 0
+    frames = []
+    for i, bends in enumerate([
+        [Bend("rotate", layer="mid", param=0.4, opts={"plane": "R1"})],
+        [Bend("rotate", layer="mid", param=1.9, opts={"plane": "R1"})],  # param
+        [Bend("erode", layer="mid", param=2.0)],  # operator
+        [Bend("erode", layer="up.1", param=2.0)],  # layer
+        [Bend("erode", layer="up.1", param=2.0, target="random_channels 0.3")],  # target
+        [Bend("multiply", layer=fast.bender.names.index("down.2"), param=1.4), Bend("add", layer="latent", param=0.2)],
+        [Bend("add", layer="conv_out", param=0.3, step=1)],  # the second of two steps only
+    ]):
+        fast.bends = bends
+        slow.bends = bends
+        a, b = fast.step(), slow.step()
+        assert torch.allclose(a, b, atol=2e-3), f"frame {i} with {bends}: compile differs from eager"
+        frames.append(a)
+    assert compile_counts() == before, "a bend change through pipe.bends recompiled a segment"
+    assert all(differs(x, y) for x, y in zip(frames, frames[1:]))
+
+
+def test_compile_backend_inner_bends_fall_back_to_hooks(tiny, compiled_pipes, caplog):
+    fast, slow = compiled_pipes
+    inner = [Bend("add", layer="up.1.attentions.0", param=0.8), Bend("multiply", layer="mid", param=1.3)]
+    fast.bends = inner
+    slow.bends = inner
+    with caplog.at_level(logging.INFO, logger="netbend.segments"):
+        a, b = fast.step(), slow.step()
+    assert torch.allclose(a, b, atol=2e-3)
+    assert any("up.1.attentions.0" in r.getMessage() and "not segment boundaries" in r.getMessage()
+               for r in caplog.records)
+    assert slow.bender.hooked and not fast.bender.hooked  # slow ran last: its hooks on every point
+    fast.step()
+    assert fast.bender.hooked and not slow.bender.hooked
+    assert hook_count(tiny.unet) == len(fast.bender.names) - len(fast.bender.block_names)  # inner points only
+    fast.bends = [Bend("multiply", layer="mid", param=1.3)]
+    fast.step()
+    assert not fast.bender.hooked and hook_count(tiny.unet) == 0  # no inner bend left: compiled segments again
+
+
+def test_unknown_pipeline_backend_lists_allowed(tiny):
+    from engine.stream import StreamPipeline
+
+    with pytest.raises(ValueError, match="unknown backend 'fast'; allowed: eager, compile"):
+        StreamPipeline(tiny, backend="fast")
