@@ -82,6 +82,7 @@ def run_live(opts: LiveOptions) -> dict:
     from live.control import state_from_preset
     from live.presets import list_presets, load_preset
     from live.show import Show
+    from live.upload import CudaGLInterop, choose_upload
 
     if opts.duration is not None and opts.duration <= 0:
         raise ValueError(f"--duration must be > 0 seconds, got {opts.duration}")
@@ -106,6 +107,11 @@ def run_live(opts: LiveOptions) -> dict:
         config.width, config.height = opts.size
     pipe = StreamPipeline(model, config, backend=opts.backend)
     pipe.prepare()
+    upload, interop = choose_upload(model.device, window is None,
+                                    (lambda: CudaGLInterop(window.ctx, model.device)) if window is not None else None)
+    log.info("frame upload: %s", upload)
+    if window is not None:
+        window.display.interop = interop
     state = take.start_state if take is not None else state_from_preset(preset)
     pipe.bends = state.bends  # layers checked against this model before the show starts
 
@@ -127,7 +133,7 @@ def run_live(opts: LiveOptions) -> dict:
             feature_thread.start()
             features = feature_thread
         slots = opts.slots or [name for name, _ in list_presets()][:9]
-        show = Show(pipe, state, features=features, model_name=model_name, slots=slots,
+        show = Show(pipe, state, features=features, model_name=model_name, slots=slots, upload=upload,
                     take_root=opts.record.parent if opts.record else None,
                     audio_source=source if opts.record_audio else None)
         if opts.osc_port is not None and opts.osc_port >= 0:

@@ -8,15 +8,19 @@ between conditions stay valid on a noisy machine. Each measured cycle does, in t
     on         one end-to-end frame with N bends whose params follow a mapping of rms
     replica    the stream step again, stage by stage: encode, U-Net, decode, upload
     churn      one end-to-end frame whose bends change operator, layer and param
+    eager      (--backend other than eager) one bends-on frame of an eager twin pipeline on
+               its own copy of the model, for the back-end's speed-up over eager
 
 ("off" and "on" swap places every other cycle so that neither always runs first.)
 An end-to-end frame is what the show's render thread does: set the bends, ``pipe.step()``,
-``to_uint8`` (the device -> host copy and uint8 conversion before the display upload).
+packs the frame for the display as the headless show does (``live.upload``: a pinned-memory
+copy on CUDA, a host conversion on CPU).
 Timing is ``perf_counter`` bracketed by ``torch.cuda.synchronize`` on CUDA, so each
 interval holds the device work it launched.
 
-Only the ``eager`` backend exists today; ``compile`` and ``tensorrt`` are refused with
-exit status 2 rather than silently benchmarked as eager.
+With ``--backend compile`` the U-Net runs as torch.compile'd segments; torch.compile's
+counters are read before and after the measured frames, so a recompile caused by a bend
+change shows up as a number, not as a guess.
 """
 from __future__ import annotations
 
@@ -39,16 +43,16 @@ import torch
 from engine.bending import block_points
 from engine.bends import Bend
 from engine.features import FeatureExtractor
-from engine.images import to_uint8
 from engine.mappings import Mapping, MappingState
 from engine.sampling import guided_unet, predict_x0
 from engine.stream import StreamConfig, StreamPipeline
+from live.upload import FramePacker, choose_upload
 
 log = logging.getLogger("netbend.bench")
 
-BACKENDS = ("eager",)
-PLANNED_BACKENDS = ("compile", "tensorrt")  # in DESIGN.md, not built yet
-SCHEMA = 1  # bump when a key changes meaning
+BACKENDS = ("eager", "compile")
+PLANNED_BACKENDS = ("tensorrt",)  # in DESIGN.md, not built yet
+SCHEMA = 2  # bump when a key changes meaning
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # recorded in "command" when set
 
 AUDIO_RATE = 44100
@@ -81,9 +85,9 @@ NOTES = [
     "one stage-by-stage replica of the step and one feature extraction.",
     "frame_ms, fps, jitter_ms and audio_to_frame_ms are for the bends-on condition: N bends whose params "
     "follow a mapping of the rms feature every frame, as in a show. fps = 1000 / mean frame_ms.",
-    "an end-to-end frame = set the bends + pipe.step() + engine.images.to_uint8 (device->host copy and "
-    "uint8 conversion), as the live render thread does; it does not include the window's texture upload, "
-    "vsync or scan-out.",
+    "an end-to-end frame = set the bends + pipe.step() + the frame packed for the display (uint8 conversion and "
+    "the copy named by upload_path), as the live render thread does; it does not include the window's texture "
+    "upload, vsync or scan-out.",
     "audio_to_frame_ms: a simulated feature thread publishes a feature frame every 10 ms (hop) of a clock "
     "started with the measurement, each ready features_ms (the measured median) after its window's newest "
     "sample was captured. A frame starting at t uses the newest frame ready by t; its latency is frame ready "
@@ -92,13 +96,17 @@ NOTES = [
     "audio-to-photon is this plus both.",
     "stages_ms: the replica calls the model parts directly on the pipeline's prepared tensors (same bends "
     "as the bends-on frames). unet covers all steps, including the latent bends and the x0 arithmetic "
-    "between them; upload is to_uint8. consistency compares the replica's per-frame encode+unet+decode "
+    "between them; upload is the packing for upload_path. consistency compares the replica's per-frame encode+unet+decode "
     "with pipe.step() and the replica's total with the end-to-end frame; consistent when both medians agree "
     "within the tolerance.",
     "bend_overhead: ratio of median frame times, bends on over bends off, interleaved in the same run.",
     "bend_changes: every churn frame gives each bend a new operator, layer and param; max_over_median is "
     "the slowest churn frame over the churn median (target < 2). The Bender hooks every U-Net point once "
     "when it is made; hooks_* count them before and after (forward hooks on the whole U-Net as well).",
+    "speedup_over_eager (--backend other than eager): median bends-on frame of an eager twin pipeline (its own "
+    "copy of the model, same config and bends, interleaved in the same cycles) over this back-end's median. "
+    "compiles counts torch.compile's graphs and frames before and after the measured frames: recompiles_during"
+    "_measurement must be 0 however the bends change.",
     "timing: perf_counter, bracketed by torch.cuda.synchronize on CUDA; after the warm-up frames. "
     "load_average_1m near or above device.logical_cpus means other processes competed for the CPU and the "
     "tails (p95, p99, max) are theirs as much as the model's.",
@@ -123,11 +131,9 @@ class BenchOptions:
 
     def __post_init__(self) -> None:
         if self.backend in PLANNED_BACKENDS:
-            raise BenchError(f"backend {self.backend!r} is not built yet; only 'eager' exists today "
-                             f"({', '.join(PLANNED_BACKENDS)} are planned in DESIGN.md)")
+            raise BenchError(f"backend {self.backend!r} is not built yet; allowed: {', '.join(BACKENDS)}")
         if self.backend not in BACKENDS:
-            raise BenchError(f"unknown backend {self.backend!r}; allowed: eager "
-                             f"({', '.join(PLANNED_BACKENDS)} are planned, not built yet)")
+            raise BenchError(f"unknown backend {self.backend!r}; allowed: {', '.join(BACKENDS)}")
         if self.frames is not None and self.frames < 1:
             raise BenchError(f"--frames must be >= 1, got {self.frames}")
         if self.warmup is not None and self.warmup < 0:
@@ -250,7 +256,7 @@ def _churn_bends(n: int, index: int, layers: list[str], rms: float) -> list[Bend
 
 
 @torch.no_grad()
-def _replica(pipe: StreamPipeline, now: Callable[[], float]) -> dict[str, float]:
+def _replica(pipe: StreamPipeline, now: Callable[[], float], packer) -> dict[str, float]:
     """``pipe.step()`` stage by stage, on its prepared tensors; the pipeline state is left as is.
     Mirrors the default stream config (no colour coherence, no noise floor)."""
     m, c = pipe.model, pipe.config
@@ -267,7 +273,7 @@ def _replica(pipe: StreamPipeline, now: Callable[[], float]) -> dict[str, float]
     t2 = now()
     frame = m.decode_latent(x0)  # (1, 3, H, W)
     t3 = now()
-    to_uint8(frame)
+    packer.pack(frame)
     t4 = now()
     return {"encode": t1 - t0, "unet": t2 - t1, "decode": t3 - t2, "upload": t4 - t3}
 
@@ -294,6 +300,13 @@ def _forward_hooks(module: torch.nn.Module) -> int:
     return sum(len(m._forward_hooks) for m in module.modules())
 
 
+def _compile_counts() -> dict[str, int]:
+    """torch.compile's running totals: graphs made, frames compiled (a recompile adds to both)."""
+    from torch._dynamo.utils import counters
+
+    return {"graphs": int(counters["stats"]["unique_graphs"]), "frames": int(counters["frames"]["total"])}
+
+
 def run_bench(opts: BenchOptions) -> dict:
     """Load, prepare, warm up, measure; returns the figures (see NOTES)."""
     from engine.models import load_model
@@ -309,12 +322,19 @@ def run_bench(opts: BenchOptions) -> dict:
     started = time.perf_counter()
     model = load_model(opts.model, device=device)
     width, height = opts.size or (None, None)
-    pipe = StreamPipeline(model, StreamConfig(steps=opts.steps, width=width, height=height))
+    pipe = StreamPipeline(model, StreamConfig(steps=opts.steps, width=width, height=height), backend=opts.backend)
     pipe.prepare()
+    eager = None  # the eager twin, on its own model so neither pipeline moves the other's hooks
+    if opts.backend != "eager":
+        eager = StreamPipeline(load_model(opts.model, device=device),
+                               StreamConfig(steps=opts.steps, width=width, height=height))
+        eager.prepare()
     if opts.size is None:
         height, width = pipe.size
     setup_s = time.perf_counter() - started
 
+    upload, _ = choose_upload(device, headless=True)
+    packer = FramePacker(upload.path)
     layers = [n for n in block_points(pipe.bender.names) if n not in ("conv_in", "conv_out")]
     plan = [BEND_PLAN[i % len(BEND_PLAN)] for i in range(opts.bends)]
     for _, layer in plan:
@@ -325,7 +345,7 @@ def run_bench(opts: BenchOptions) -> dict:
     hooks_before = pipe.bender.attached
     unet_hooks_before = _forward_hooks(model.unet)
 
-    times: dict[str, list[float]] = {k: [] for k in ("features", "off", "on", "step_on", "churn", "latency")}
+    times: dict[str, list[float]] = {k: [] for k in ("features", "off", "on", "step_on", "churn", "latency", "eager")}
     stages: dict[str, list[float]] = {k: [] for k in ("encode", "unet", "decode", "upload")}
     load_before = _load_average()
     audio_t0 = now()
@@ -333,13 +353,13 @@ def run_bench(opts: BenchOptions) -> dict:
     features_estimate = 0.0  # the simulated feature thread's delay; the running median once measured
     on_bends: list[Bend] = []
 
-    def frame(bends: list[Bend], record: Optional[str]) -> None:
+    def frame(bends: list[Bend], record: Optional[str], pipe: StreamPipeline = pipe) -> None:
         t_start = now()
         pipe.bends = bends
         t_set = now()
         image = pipe.step()
         t_step = now()
-        to_uint8(image)
+        packer.pack(image)
         ready = now()
         if record is None:
             return
@@ -351,8 +371,11 @@ def run_bench(opts: BenchOptions) -> dict:
             k = math.floor((t_start - audio_t0 - features_estimate) / FEATURE_HOP_S)
             times["latency"].append(ready - (audio_t0 + k * FEATURE_HOP_S))
 
+    compiles_before = None
     for cycle in range(warmup + frames):
         measuring = cycle >= warmup
+        if measuring and compiles_before is None:
+            compiles_before = _compile_counts()
         t_features = now()
         capture = (t_features - audio_t0) // FEATURE_HOP_S * FEATURE_HOP_S  # the newest hop boundary
         features = extractor.process(_window(capture), capture)
@@ -369,11 +392,14 @@ def run_bench(opts: BenchOptions) -> dict:
         for condition in order:
             frame(on_bends if condition == "on" else [], condition if measuring else None)
         pipe.bends = on_bends
-        replica = _replica(pipe, now)
+        replica = _replica(pipe, now, packer)
         if measuring:
             for name, seconds in replica.items():
                 stages[name].append(seconds)
         frame(_churn_bends(opts.bends, cycle, layers, rms), "churn" if measuring else None)
+        if eager is not None:
+            frame(on_bends, "eager" if measuring else None, eager)
+    compiles_after = _compile_counts()
     load_after = _load_average()
     hooks_after = pipe.bender.attached
     unet_hooks_after = _forward_hooks(model.unet)
@@ -399,6 +425,7 @@ def run_bench(opts: BenchOptions) -> dict:
         "dtype": str(model.dtype).replace("torch.", ""),
         "size": [int(width), int(height)],
         "steps": opts.steps,
+        "upload_path": str(upload),
         "strength": pipe.config.strength,
         "frames": frames,
         "warmup": warmup,
@@ -445,9 +472,21 @@ def run_bench(opts: BenchOptions) -> dict:
             "unet_forward_hooks_after": unet_hooks_after,
             "hooks_unchanged": hooks_before == hooks_after and unet_hooks_before == unet_hooks_after,
         },
+        "speedup_over_eager": _speedup(times["eager"], on) if eager is not None else None,
+        "compiles": {
+            "before_measurement": compiles_before,
+            "after_measurement": compiles_after,
+            "recompiles_during_measurement": compiles_after["frames"] - compiles_before["frames"],
+        } if opts.backend == "compile" else None,
         "last_frame_finite": finite,
         "notes": NOTES,
     }
+
+
+def _speedup(eager_seconds: list[float], backend: dict) -> dict:
+    eager = _summary(eager_seconds)
+    return {"eager_ms_p50": eager["p50"], "backend_ms_p50": backend["p50"], "ratio": _r(eager["p50"] / backend["p50"]),
+            "eager_ms": eager}
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -12,6 +12,7 @@ goes in the viewport, and the HUD text as an RGBA image.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 from typing import Optional, Sequence
 
@@ -21,6 +22,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 from live import shaders
 from live.mailbox import Frame
+from live.upload import DeviceImage, host_copy
+
+log = logging.getLogger("netbend.display")
 
 __all__ = ["CLEAR_COLOUR", "Display", "MAX_FADE", "Meter", "Viewport", "letterbox", "render_hud"]
 
@@ -114,8 +118,9 @@ class Display:
     """
 
     def __init__(self, ctx: moderngl.Context, target: Optional[moderngl.Framebuffer] = None,
-                 *, crossfade: bool = True):
+                 *, crossfade: bool = True, interop=None):
         self.ctx = ctx
+        self.interop = interop  # a live.upload.CudaGLInterop for frames that stay on the GPU
         self.target = target or ctx.screen or ctx.fbo
         self.crossfade = crossfade
         self.hud_enabled = False
@@ -160,7 +165,7 @@ class Display:
             self._interval = None
         else:
             self._newest, self._has_previous = 1 - self._newest, True
-        self._textures[self._newest].write(np.ascontiguousarray(frame.image))
+        self._write(self._textures[self._newest], frame.image)
         if self._last_rendered is not None and self._has_previous:
             gap = frame.rendered_time - self._last_rendered
             if gap > 0:
@@ -168,6 +173,20 @@ class Display:
         self._last_rendered = frame.rendered_time
         self._fade_start = frame.rendered_time
         self.frame = frame
+
+    def _write(self, texture: moderngl.Texture, image) -> None:
+        if isinstance(image, DeviceImage):
+            if self.interop is not None:
+                try:
+                    self.interop.upload(image, texture)
+                    return
+                except Exception as e:  # noqa: BLE001 - fall back for the rest of the show, never stop it
+                    log.error("CUDA-GL interop failed (%s: %s); frames take the host copy from now on",
+                              type(e).__name__, e)
+                    self.interop.release()
+                    self.interop = None
+            image = host_copy(image)
+        texture.write(np.ascontiguousarray(image))
 
     def _frame_texture(self, size: tuple[int, int]) -> moderngl.Texture:
         texture = self.ctx.texture(size, 3, alignment=1)
@@ -250,3 +269,6 @@ class Display:
             if obj is not None:
                 obj.release()
         self._textures, self._hud, self._owned = [], None, []
+        if self.interop is not None:
+            self.interop.release()
+            self.interop = None

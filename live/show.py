@@ -26,7 +26,6 @@ import torch
 
 from engine.bends import Bend
 from engine.features import FEATURE_NAMES
-from engine.images import to_uint8
 from engine.mappings import MappingState
 from live.control import Command, CommandError, ShowState, apply, state_from_preset
 from live.mailbox import Frame, Mailbox
@@ -72,8 +71,13 @@ class Show:
                  echo: Callable[[Command], None] = lambda c: None,
                  error: Callable[[str, str], None] = lambda address, reason: None,
                  model_name: str = "sd-turbo", slots: Sequence[str] = (), take_root: Optional[Path] = None,
-                 clock: Callable[[], float] = time.monotonic, audio_source=None):
+                 clock: Callable[[], float] = time.monotonic, audio_source=None, upload=None):
+        from live.upload import FramePacker, UploadChoice
+
         self.pipe = pipe
+        # how frames reach the window (live.upload.choose_upload); a plain host copy by default
+        self.upload: UploadChoice = upload or UploadChoice("host", "the default host copy")
+        self.packer = FramePacker(self.upload.path)
         self.features = features or SilentFeatures(clock)
         self.mailbox: Mailbox[Frame] = mailbox or Mailbox()
         self.echo, self.error = echo, error
@@ -287,8 +291,9 @@ class Show:
             return None
         self._last_bends = bends
         self._last_good = image
+        packed = self.packer.pack(image)  # the device -> host copy (or none, for cuda-gl) counts in the latency
         ready = self.clock()
-        out = Frame(to_uint8(image), self.index, features.time, ready)
+        out = Frame(packed, self.index, features.time, ready)
         self.mailbox.put(out)
         self.index += 1
         self.frame_times.append(ready)
@@ -321,14 +326,14 @@ class Show:
                 "latency_ms_p50": round(1000 * _percentile(lat, 50), 1),
                 "latency_ms_p95": round(1000 * _percentile(lat, 95), 1),
                 "frame_errors": self._problem.count, "commands_dropped": self.dropped,
-                "display_dropped": self.mailbox.dropped}
+                "display_dropped": self.mailbox.dropped, "upload": str(self.upload)}
 
     def hud_lines(self) -> list[str]:
         features = self.features.latest()
         meters = "  ".join(f"{n} {'#' * int(min(1.0, features[n] * 4) * 10):10s}" for n in ("rms", "bass", "mid", "high"))
         lines = [f"{self.fps:5.1f} fps   audio->frame p50 {1000 * _percentile(list(self.latencies)[-120:], 50):.0f} ms"
                  + ("   REC" if self._state.recording else "") + ("   FROZEN" if self._state.frozen else ""),
-                 meters]
+                 meters, f"upload: {self.upload.path}"]
         lines += [f"{i + 1}. {b}" for i, b in enumerate(self._last_bends)]
         return lines
 

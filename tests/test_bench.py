@@ -15,7 +15,7 @@ TOP_KEYS = {
     "netbend_bench", "date", "command", "device", "torch", "backend", "model", "dtype", "size", "steps", "strength",
     "frames", "warmup", "setup_s", "bends", "fps", "fps_no_bends", "frame_ms", "jitter_ms", "audio_to_frame_ms",
     "step_ms", "stages_ms", "stage_sum_ms", "consistency", "bend_overhead", "bend_changes", "last_frame_finite",
-    "load_average_1m",
+    "load_average_1m", "speedup_over_eager", "compiles", "upload_path",
     "notes",
 }
 SUMMARY_KEYS = {"p50", "p95", "p99", "mean", "max", "n"}
@@ -67,6 +67,29 @@ def test_bench_prints_json_with_every_key(bench):
         assert SUMMARY_KEYS <= set(result["stages_ms"][stage]), stage
     assert len(result["bends"]) == 2
     assert result["notes"] and all(isinstance(n, str) for n in result["notes"])
+    assert result["speedup_over_eager"] is None and result["compiles"] is None  # eager: nothing to compare
+    assert result["upload_path"].startswith("host (the model runs on cpu")
+
+
+def test_bench_compile_backend_reports_speedup_and_zero_recompiles(monkeypatch):
+    """The compile back-end's bench: its churn frames change every bend's operator, layer and
+    param each cycle, and torch.compile's counters must not move while frames are measured."""
+    monkeypatch.setenv("NETBEND_COMPILE_BACKEND", "aot_eager")  # inductor's C++ builds take minutes here
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = main(["bench", "--model", "tiny", "--backend", "compile", "--frames", "4", "--warmup", "2",
+                     "--device", "cpu"])
+    assert code == 0
+    result = json.loads(stdout.getvalue())
+    assert result["backend"] == "compile" and "--backend compile" in result["command"]
+    compiles = result["compiles"]
+    assert compiles["before_measurement"]["graphs"] > 0  # the segments really were compiled
+    assert compiles["recompiles_during_measurement"] == 0
+    assert compiles["after_measurement"] == compiles["before_measurement"]
+    speedup = result["speedup_over_eager"]
+    assert speedup["eager_ms"]["n"] == 4 and speedup["ratio"] > 0
+    assert speedup["ratio"] == pytest.approx(speedup["eager_ms_p50"] / speedup["backend_ms_p50"], rel=1e-3)
+    assert result["bend_changes"]["frames"] == 4 and result["last_frame_finite"] is True
 
 
 def test_bench_figures_are_finite_and_positive(bench):
@@ -109,7 +132,6 @@ def test_bench_json_file_holds_the_same_json(bench):
 
 @pytest.mark.parametrize("argv, message", [
     (["--backend", "tensorrt"], "'tensorrt' is not built yet"),
-    (["--backend", "compile"], "'compile' is not built yet"),
     (["--backend", "onnx"], "unknown backend 'onnx'"),
     (["--size", "64x60"], "bad --size '64x60'"),
     (["--size", "big"], "bad --size 'big'"),

@@ -121,6 +121,7 @@ def test_osc_controls_a_running_show_records_a_take_and_renders_it(demo_wav, tmp
     assert app.returncode == 0, err
     stats = json.loads(out.strip().splitlines()[-1])
     assert stats["frames"] > 10 and stats["fps"] > 0 and stats["latency_ms_p50"] > 0
+    assert stats["upload"].startswith("host (the model runs on cpu")  # the frame path, chosen and reported
 
     recorded = load_take(take)
     addresses = [c.address for c in recorded.commands]
@@ -176,6 +177,7 @@ def test_the_show_in_a_real_window(xvfb, tmp_path):
     stats = json.loads(out.strip().splitlines()[-1])
     assert stats["frames"] > 5 and stats["display_fps"] > 5
     assert stats["photon_latency_ms_p50"] > 0
+    assert stats["upload"].startswith("host (")
 
 
 def test_an_unknown_monitor_lists_the_monitors(xvfb):
