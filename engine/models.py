@@ -44,7 +44,8 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "ALIAS_LORAS", "LDM_CLIP_POSITIONS", "MODEL_ALIASES", "Model", "ModelNotFoundError", "PICKLE_SUFFIXES",
-    "PickleRefusedError", "SD_SCHEDULER_CONFIG", "TAESD_REPO", "default_device", "default_dtype",
+    "DTYPES", "PickleRefusedError", "SD_SCHEDULER_CONFIG", "TAESD_REPO", "attention_kind", "default_device",
+    "default_dtype", "parse_dtype",
     "download_command", "hub_cache_dir", "load_model", "sd_turbo_architecture", "tiny_model",
 ]
 
@@ -198,8 +199,26 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
 def default_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.float32  # half only where it is fast
+
+
+def parse_dtype(name) -> torch.dtype:
+    """'fp16' | 'bf16' | 'fp32' (or a torch.dtype among them) -> the torch dtype."""
+    if isinstance(name, torch.dtype) and name in DTYPES.values():
+        return name
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; allowed: {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def attention_kind(unet) -> str:
+    """The attention implementation the U-Net runs, e.g. 'AttnProcessor2_0' (torch's fused SDPA)."""
+    kinds = sorted({type(p).__name__ for p in unet.attn_processors.values()})
+    return ", ".join(kinds) or "none"
 
 
 # ------------------------------------------------------------------------- loading
@@ -221,7 +240,7 @@ def load_model(name: str | os.PathLike = "sd-turbo", *, vae: str | os.PathLike =
     config = None if config is None else os.fspath(config)
     lora = None if lora is None else os.fspath(lora)
     device = default_device() if device is None else torch.device(device)
-    dtype = default_dtype(device) if dtype is None else dtype
+    dtype = default_dtype(device) if dtype is None else parse_dtype(dtype)
     if name in ("tiny", "sd-turbo-arch"):
         choice = {"default": "taesd", "taesd": "taesd", "full": "full"}.get(vae)
         if choice is None:

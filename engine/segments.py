@@ -169,7 +169,12 @@ class SegmentedUNet(nn.Module):
         bends = self.bender.by_point.get(point)
         if not bends:
             return x
-        return apply_bends(x, bends, point, self.bender.step)
+        y = apply_bends(x, bends, point, self.bender.step)
+        if y.stride() != x.stride():
+            # keep the layout (e.g. channels-last) the next segment was compiled for: an
+            # operator that returns another layout would otherwise cost a recompile
+            y = torch.empty_like(x).copy_(y)
+        return y
 
     # --- segments: pieces of UNet2DConditionModel.forward, called as it calls them ---------
     def _time(self, sample: Tensor, timesteps: Tensor) -> Tensor:

@@ -128,6 +128,8 @@ class BenchOptions:
     warmup: Optional[int] = None
     device: Optional[str] = None  # None: cuda if available
     json: Optional[Path] = None
+    dtype: Optional[str] = None  # fp16 | bf16 | fp32; None: the model's default for the device (engine.models)
+    channels_last: bool = False  # U-Net and VAE weights in channels-last memory format
 
     def __post_init__(self) -> None:
         if self.backend in PLANNED_BACKENDS:
@@ -141,6 +143,11 @@ class BenchOptions:
         if self.bends < 0:
             raise BenchError(f"--bends must be >= 0, got {self.bends}")
         StreamConfig(steps=self.steps)  # validates: 1..50
+        if self.dtype is not None:
+            from engine.models import DTYPES
+
+            if self.dtype not in DTYPES:
+                raise BenchError(f"unknown --dtype {self.dtype!r}; allowed: {', '.join(DTYPES)}")
         if self.json is not None and not Path(self.json).expanduser().resolve().parent.is_dir():
             raise BenchError(f"--json {str(self.json)!r}: its folder does not exist")
 
@@ -158,6 +165,10 @@ class BenchOptions:
             args += ["--warmup", str(self.warmup)]
         if self.device is not None:
             args += ["--device", self.device]
+        if self.dtype is not None:
+            args += ["--dtype", self.dtype]
+        if self.channels_last:
+            args += ["--channels-last"]
         if self.json is not None:
             args += ["--json", str(self.json)]
         return shlex.join(args)
@@ -309,7 +320,7 @@ def _compile_counts() -> dict[str, int]:
 
 def run_bench(opts: BenchOptions) -> dict:
     """Load, prepare, warm up, measure; returns the figures (see NOTES)."""
-    from engine.models import load_model
+    from engine.models import attention_kind, load_model
 
     device = _device(opts.device)
     frames, warmup = default_counts(opts.model, device)
@@ -320,13 +331,20 @@ def run_bench(opts: BenchOptions) -> dict:
                     "each) after %d warm-up; the GPU figures need a GPU", opts.model, frames, warmup)
 
     started = time.perf_counter()
-    model = load_model(opts.model, device=device)
+    def model_for_bench():
+        model = load_model(opts.model, device=device, dtype=opts.dtype)
+        if opts.channels_last:
+            for part in (model.unet, model.vae):
+                part.to(memory_format=torch.channels_last)
+        return model
+
+    model = model_for_bench()
     width, height = opts.size or (None, None)
     pipe = StreamPipeline(model, StreamConfig(steps=opts.steps, width=width, height=height), backend=opts.backend)
     pipe.prepare()
     eager = None  # the eager twin, on its own model so neither pipeline moves the other's hooks
     if opts.backend != "eager":
-        eager = StreamPipeline(load_model(opts.model, device=device),
+        eager = StreamPipeline(model_for_bench(),
                                StreamConfig(steps=opts.steps, width=width, height=height))
         eager.prepare()
     if opts.size is None:
@@ -423,6 +441,8 @@ def run_bench(opts: BenchOptions) -> dict:
         "backend": opts.backend,
         "model": opts.model,
         "dtype": str(model.dtype).replace("torch.", ""),
+        "channels_last": opts.channels_last,
+        "attention": attention_kind(model.unet),
         "size": [int(width), int(height)],
         "steps": opts.steps,
         "upload_path": str(upload),

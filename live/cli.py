@@ -154,7 +154,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     opts = BenchOptions(model=args.model, size=parse_size(args.size), steps=args.steps, backend=args.backend,
                         bends=args.bends, frames=args.frames, warmup=args.warmup, device=args.device,
-                        json=Path(args.json) if args.json else None)
+                        json=Path(args.json) if args.json else None, dtype=args.dtype,
+                        channels_last=args.channels_last)
     result = run_bench(opts)
     if opts.json is not None:
         write_json(opts.json, result)
@@ -254,7 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "any --model name (default tiny)")
     p.add_argument("--size", help="WIDTHxHEIGHT, multiples of 8 (default: the model's native size)")
     p.add_argument("--steps", type=int, default=1, help="denoising steps per frame (default 1)")
-    p.add_argument("--backend", default="eager", help="eager (compile and tensorrt are not built yet)")
+    p.add_argument("--backend", default="eager", help="eager | compile (torch.compile'd U-Net segments; "
+                                                      "the eager figures are measured alongside)")
+    p.add_argument("--dtype", help="fp16 | bf16 | fp32 (default: fp16 on CUDA, fp32 on CPU)")
+    p.add_argument("--channels-last", action="store_true", help="U-Net and VAE weights in channels-last format")
     p.add_argument("--bends", type=int, default=2, help="bends active in the bends-on frames (default 2)")
     p.add_argument("--frames", type=int, help="measured frames per condition (default: 50 for tiny on CPU, "
                                               "3 for other models on CPU, 200 on CUDA)")

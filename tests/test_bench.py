@@ -16,6 +16,7 @@ TOP_KEYS = {
     "frames", "warmup", "setup_s", "bends", "fps", "fps_no_bends", "frame_ms", "jitter_ms", "audio_to_frame_ms",
     "step_ms", "stages_ms", "stage_sum_ms", "consistency", "bend_overhead", "bend_changes", "last_frame_finite",
     "load_average_1m", "speedup_over_eager", "compiles", "upload_path",
+    "channels_last", "attention",
     "notes",
 }
 SUMMARY_KEYS = {"p50", "p95", "p99", "mean", "max", "n"}
@@ -69,6 +70,7 @@ def test_bench_prints_json_with_every_key(bench):
     assert result["notes"] and all(isinstance(n, str) for n in result["notes"])
     assert result["speedup_over_eager"] is None and result["compiles"] is None  # eager: nothing to compare
     assert result["upload_path"].startswith("host (the model runs on cpu")
+    assert result["attention"] == "AttnProcessor2_0" and result["channels_last"] is False  # torch's fused SDPA
 
 
 def test_bench_compile_backend_reports_speedup_and_zero_recompiles(monkeypatch):
@@ -78,10 +80,12 @@ def test_bench_compile_backend_reports_speedup_and_zero_recompiles(monkeypatch):
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         code = main(["bench", "--model", "tiny", "--backend", "compile", "--frames", "4", "--warmup", "2",
-                     "--device", "cpu"])
+                     "--device", "cpu", "--channels-last", "--dtype", "fp32"])
     assert code == 0
     result = json.loads(stdout.getvalue())
     assert result["backend"] == "compile" and "--backend compile" in result["command"]
+    assert result["channels_last"] is True and "--channels-last --dtype" not in result["command"]
+    assert "--dtype fp32 --channels-last" in result["command"] and result["dtype"] == "float32"
     compiles = result["compiles"]
     assert compiles["before_measurement"]["graphs"] > 0  # the segments really were compiled
     assert compiles["recompiles_during_measurement"] == 0
@@ -141,6 +145,7 @@ def test_bench_json_file_holds_the_same_json(bench):
     (["--steps", "0"], "stream steps must be 1..50"),
     (["--model", "no-such-model"], "unknown model 'no-such-model'"),
     (["--device", "tpu"], "bad --device 'tpu'"),
+    (["--dtype", "fp8"], "unknown --dtype 'fp8'; allowed: fp16, bf16, fp32"),
 ])
 def test_bad_input_exits_2_with_a_clear_message(argv, message, capsys, tmp_path):
     out = tmp_path / "bench.json"

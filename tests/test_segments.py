@@ -248,3 +248,17 @@ def test_unknown_pipeline_backend_lists_allowed(tiny):
 
     with pytest.raises(ValueError, match="unknown backend 'fast'; allowed: eager, compile"):
         StreamPipeline(tiny, backend="fast")
+
+
+def test_bends_keep_the_channels_last_layout_the_next_segment_was_compiled_for(tiny):
+    """rotate_spatial (kornia's warp) returns a contiguous tensor for a channels-last input;
+    the segment boundary restores the layout, or a compiled next segment would retrace."""
+    seg = segmented_unet(tiny)
+    seg.set_bends([Bend("rotate_spatial", layer="mid", param=0.5)])
+    x = torch.randn(1, 8, 6, 6).contiguous(memory_format=torch.channels_last)  # (B, C, H, W)
+    y = seg._bend(x, "mid")
+    assert y.stride() == x.stride() and y.is_contiguous(memory_format=torch.channels_last)
+    from engine.bends import apply_bends
+
+    assert torch.equal(y, apply_bends(x, seg.bends_by_point["mid"], "mid", 0))
+    seg.remove()
