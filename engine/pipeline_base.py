@@ -1,24 +1,42 @@
 """What the three pipelines share: a model, a config, and one Bender on the model's U-Net."""
 from __future__ import annotations
 
+import logging
 from typing import Iterable, Optional
 
 from .bending import Bender
 from .bends import Bend
 from .segments import SegmentedUNet
 
-PIPELINE_BACKENDS = ("eager", "compile")
+log = logging.getLogger("netbend.pipeline")
+
+PIPELINE_BACKENDS = ("eager", "compile", "tensorrt")
 
 
-def shared_segments(unet, backend: str, bender: Optional[Bender] = None,
-                    compile_options: Optional[dict] = None) -> SegmentedUNet:
-    """The one SegmentedUNet of ``backend`` for this U-Net: compiled segments are kept with
-    the U-Net, so a new pipeline (a new render, a new show) does not compile them again.
+def shared_segments(model, backend: str, bender: Optional[Bender] = None, compile_options: Optional[dict] = None,
+                    size: Optional[tuple[int, int]] = None, batch: int = 1) -> SegmentedUNet:
+    """The one SegmentedUNet of ``backend`` for this model's U-Net, kept with the U-Net so
+    a new pipeline (a new render, a new show) does not compile or load it again. TensorRT
+    engines are per shape: ``size`` (width, height) and ``batch`` pick them, and they come
+    from the engine cache (``netbend build-engines``), built there first if missing.
     ``bender`` and ``compile_options`` are used when it is first made."""
+    unet = getattr(model, "unet", model)
+    key = backend if backend != "tensorrt" else f"tensorrt@{size[0]}x{size[1]}x{batch}"
     cache = unet.__dict__.setdefault("_netbend_segments", {})
-    if backend not in cache:
-        cache[backend] = SegmentedUNet(unet, backend=backend, compile_options=compile_options, bender=bender)
-    return cache[backend]
+    if key not in cache:
+        runners = None
+        if backend == "tensorrt":
+            from .tensorrt import build_all, load_engines
+
+            dtype = {"torch.float16": "fp16", "torch.float32": "fp32"}.get(str(unet.dtype))
+            if dtype is None:
+                raise ValueError(f"TensorRT engines are built in fp16 or fp32; this model is in {unet.dtype}")
+            paths = build_all(model, size, dtype=dtype, batch=batch,
+                              progress=lambda name, stage: log.info("TensorRT engine %s: %s", name, stage))
+            runners = load_engines(paths)
+        cache[key] = SegmentedUNet(unet, backend=backend, compile_options=compile_options, bender=bender,
+                                   runners=runners)
+    return cache[key]
 
 
 def check_size(config, pipeline: str) -> None:
@@ -32,9 +50,10 @@ def check_size(config, pipeline: str) -> None:
 class BentPipeline:
     """A model, a config, and the bends on the model's U-Net, run by one back-end:
 
-    eager    the U-Net as diffusers runs it, with a Bender hook on every point
-    compile  a ``SegmentedUNet`` of torch.compile'd segments with the block-level bends
-             between them (hooks only for points inside blocks, while such a bend is set)
+    eager     the U-Net as diffusers runs it, with a Bender hook on every point
+    compile   a ``SegmentedUNet`` of torch.compile'd segments with the block-level bends
+              between them (hooks only for points inside blocks, while such a bend is set)
+    tensorrt  the same segments as TensorRT engines, at this pipeline's size (CUDA only)
     """
 
     def __init__(self, model, config, bends: Iterable[Bend] = (), backend: str = "eager"):
@@ -48,7 +67,9 @@ class BentPipeline:
             self.unet = model.unet
         else:
             self.bender = Bender(model.unet, bends, hooks="inner")
-            self.unet = shared_segments(model.unet, backend, self.bender)
+            h, w = self.size
+            batch = 2 if float(getattr(config, "guidance", 0.0)) > 1.0 else 1  # classifier-free guidance doubles it
+            self.unet = shared_segments(model, backend, self.bender, size=(w, h), batch=batch)
             self.unet.bender = self.bender
         self._prepared = False
 

@@ -14,7 +14,9 @@ down block's skip connections are left as they were, a bend at ``conv_in`` reach
 first skip too (it bends the conv's output).
 
 Back-ends: ``eager`` calls the segments directly; ``compile`` wraps each segment in
-``torch.compile``. The bends always run as plain eager code between segments and are read
+``torch.compile``; ``onnx`` and ``tensorrt`` call runners made from exported segments
+(``engine.export.load_onnx_segments``, ``engine.tensorrt.load_engines``), at the one
+shape they were exported for. The bends always run as plain eager code between segments and are read
 from ``bends_by_point`` and ``step`` at call time, so changing a bend's operator, param,
 target, step, or moving it among block-level points compiles nothing new.
 
@@ -38,7 +40,8 @@ from .bends import Bend, apply_bends
 
 log = logging.getLogger("netbend.segments")
 
-BACKENDS = ("eager", "compile")
+BACKENDS = ("eager", "compile", "onnx", "tensorrt")
+RUNNER_BACKENDS = ("onnx", "tensorrt")  # segments run by given runners (engine.export, engine.tensorrt)
 
 
 @dataclass
@@ -99,7 +102,7 @@ class SegmentedUNet(nn.Module):
     """
 
     def __init__(self, unet: nn.Module, backend: str = "eager", compile_options: Optional[dict] = None,
-                 bender: Optional[Bender] = None):
+                 bender: Optional[Bender] = None, runners: Optional[dict[str, Callable]] = None):
         super().__init__()
         check_supported(unet)
         if backend not in BACKENDS:
@@ -121,7 +124,14 @@ class SegmentedUNet(nn.Module):
             **{f"up.{i}": self._up(b) for i, b in enumerate(unet.up_blocks)},
         }
         self.compile_options: dict = {}
-        if backend == "compile":
+        if backend in RUNNER_BACKENDS:
+            missing = [n for n in self.segments if runners is None or n not in runners]
+            if missing:
+                raise ValueError(f"the {backend} back-end needs a runner for every segment; missing: "
+                                 f"{', '.join(missing)} (make them with engine.export.load_onnx_segments or "
+                                 f"engine.tensorrt.load_engines)")
+            self._run = {name: runners[name] for name in self.segments}
+        elif backend == "compile":
             device = next(unet.parameters()).device
             self.compile_options = dict(compile_options or default_compile_options(device))
             self._run = {name: torch.compile(fn, dynamic=False, fullgraph=False, **self.compile_options)

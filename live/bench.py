@@ -50,8 +50,7 @@ from live.upload import FramePacker, choose_upload
 
 log = logging.getLogger("netbend.bench")
 
-BACKENDS = ("eager", "compile")
-PLANNED_BACKENDS = ("tensorrt",)  # in DESIGN.md, not built yet
+BACKENDS = ("eager", "compile", "tensorrt")
 SCHEMA = 2  # bump when a key changes meaning
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # recorded in "command" when set
 
@@ -132,8 +131,6 @@ class BenchOptions:
     channels_last: bool = False  # U-Net and VAE weights in channels-last memory format
 
     def __post_init__(self) -> None:
-        if self.backend in PLANNED_BACKENDS:
-            raise BenchError(f"backend {self.backend!r} is not built yet; allowed: {', '.join(BACKENDS)}")
         if self.backend not in BACKENDS:
             raise BenchError(f"unknown backend {self.backend!r}; allowed: {', '.join(BACKENDS)}")
         if self.frames is not None and self.frames < 1:

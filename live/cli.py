@@ -6,7 +6,8 @@
     netbend presets [--check]                            list (and validate) presets
     netbend live --preset P [--audio-device D | --audio-file F] [--headless]   the show
     netbend devices                                      audio devices and monitors
-    netbend bench [--model tiny|sd-turbo-arch] [--json OUT]                    performance figures
+    netbend bench [--model tiny|sd-turbo-arch] [--backend B] [--json OUT]      performance figures
+    netbend build-engines [--model M] [--size WxH] [--cache DIR] [--force]   TensorRT engines ahead of a show
 
 Wrong input from outside (a file, a preset, a model name, a flag) ends the command with
 exit status 2 and one line that says what was wrong and what is allowed; no traceback,
@@ -25,7 +26,9 @@ log = logging.getLogger("netbend")
 
 def _user_errors() -> tuple[type, ...]:
     """The exception types that mean 'your input is wrong', not 'netbend is broken'."""
+    from engine.export import MissingDependencyError
     from engine.models import ModelNotFoundError, PickleRefusedError
+    from engine.tensorrt import TensorRTUnavailable
     from live.media import MediaError
     from live.presets import PresetError
     from live.render import RenderError
@@ -33,7 +36,7 @@ def _user_errors() -> tuple[type, ...]:
     from live.window import WindowError
 
     return (ModelNotFoundError, PickleRefusedError, MediaError, PresetError, RenderError, ValueError,
-            FileNotFoundError, WindowError, TakeError)
+            FileNotFoundError, WindowError, TakeError, TensorRTUnavailable, MissingDependencyError)
 
 
 def _render(args: argparse.Namespace) -> int:
@@ -146,6 +149,12 @@ def _devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def _build_engines(args: argparse.Namespace) -> int:
+    from live.build_engines import run
+
+    return run(args)
+
+
 def _bench(args: argparse.Namespace) -> int:
     import json
 
@@ -173,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "a .safetensors file (default: the preset's)")
         p.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda if available)")
         p.add_argument("--backend", default="eager", help="how the U-Net runs: eager (default) | compile "
-                                                         "(torch.compile'd segments; the first frames compile)")
+                                                         "(torch.compile'd segments; the first frames compile) | "
+                                                         "tensorrt (engines from `netbend build-engines`, CUDA)")
 
     p = sub.add_parser("render", help="render an audio file (or the built-in demo) to an MP4 with sound")
     p.add_argument("audio", nargs="?", help="any audio file FFmpeg reads (wav, flac, mp3, ogg…); default: built-in demo")
@@ -266,6 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda if available)")
     p.add_argument("--json", metavar="OUT", help="also write the JSON here (atomically)")
     p.set_defaults(run=_bench)
+
+    p = sub.add_parser("build-engines", help="TensorRT engines for every U-Net segment at one size, cached on disk")
+    from live.build_engines import add_arguments as build_engines_arguments  # light: argparse only
+
+    build_engines_arguments(p)
+    p.set_defaults(run=_build_engines)
     return parser
 
 
@@ -285,12 +301,20 @@ def _cpu_threads() -> None:
 def _check_backend(args: argparse.Namespace) -> None:
     """A bad --backend fails before any model is loaded."""
     backend = getattr(args, "backend", None)
-    if backend is None or args.command == "bench":  # bench checks its own (it adds tensorrt's needs)
+    if backend is None:
         return
     from engine.pipeline_base import PIPELINE_BACKENDS
 
     if backend not in PIPELINE_BACKENDS:
         raise ValueError(f"unknown --backend {backend!r}; allowed: {', '.join(PIPELINE_BACKENDS)}")
+    if backend == "tensorrt":
+        import torch
+
+        from engine.tensorrt import NO_GPU, require_tensorrt
+
+        if not torch.cuda.is_available() or (args.device or "cuda").startswith("cpu"):
+            raise ValueError(f"--backend tensorrt: {NO_GPU}")
+        require_tensorrt()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

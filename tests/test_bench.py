@@ -135,8 +135,8 @@ def test_bench_json_file_holds_the_same_json(bench):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--backend", "tensorrt"], "'tensorrt' is not built yet"),
-    (["--backend", "onnx"], "unknown backend 'onnx'"),
+    (["--backend", "tensorrt"], "--backend tensorrt: no CUDA GPU"),
+    (["--backend", "onnx"], "unknown --backend 'onnx'; allowed: eager, compile, tensorrt"),
     (["--size", "64x60"], "bad --size '64x60'"),
     (["--size", "big"], "bad --size 'big'"),
     (["--frames", "0"], "--frames must be >= 1"),

@@ -106,8 +106,10 @@ def test_unsupported_configs_and_arguments(tiny):
         check_supported(UNet2DConditionModel(**{**config, "addition_embed_type": "text"}))
     with pytest.raises(ValueError, match="needs a diffusers UNet2DConditionModel"):
         SegmentedUNet(torch.nn.Conv2d(4, 4, 3))
-    with pytest.raises(ValueError, match="unknown segment backend 'tensorrt'; allowed: eager, compile"):
-        segmented_unet(tiny, backend="tensorrt")
+    with pytest.raises(ValueError, match="unknown segment backend 'trt'; allowed: eager, compile, onnx, tensorrt"):
+        segmented_unet(tiny, backend="trt")
+    with pytest.raises(ValueError, match="the tensorrt back-end needs a runner for every segment; missing: time, "):
+        SegmentedUNet(tiny.unet, backend="tensorrt", runners={})
     seg = segmented_unet(tiny)
     with pytest.raises(ValueError, match="unknown layer 'middle'; valid layers"):
         seg.set_bends([Bend("add", layer="middle")])
@@ -183,7 +185,7 @@ def compiled_pipes(tiny):
 
     torch._dynamo.reset()
     tiny.unet.__dict__.pop("_netbend_segments", None)
-    shared_segments(tiny.unet, "compile", compile_options={"backend": "aot_eager"})
+    shared_segments(tiny, "compile", compile_options={"backend": "aot_eager"})
     config = dict(prompt="a test", steps=2, strength=0.6, seed=3)
     fast = StreamPipeline(tiny, StreamConfig(**config), backend="compile")
     slow = StreamPipeline(tiny, StreamConfig(**config))
@@ -246,7 +248,7 @@ def test_compile_backend_inner_bends_fall_back_to_hooks(tiny, compiled_pipes, ca
 def test_unknown_pipeline_backend_lists_allowed(tiny):
     from engine.stream import StreamPipeline
 
-    with pytest.raises(ValueError, match="unknown backend 'fast'; allowed: eager, compile"):
+    with pytest.raises(ValueError, match="unknown backend 'fast'; allowed: eager, compile, tensorrt"):
         StreamPipeline(tiny, backend="fast")
 
 
