@@ -422,6 +422,18 @@ ORT_DTYPES = {"tensor(float)": torch.float32, "tensor(float16)": torch.float16, 
               "tensor(int64)": torch.int64, "tensor(int32)": torch.int32}
 
 
+def checked_inputs(given: dict, expected: dict, who: str, made: str, fix: str):
+    """(name, tensor, dtype) for each input a fixed-shape runner expects, after checking the
+    call gave it at the shape it was ``made`` (exported, built) for."""
+    for name, (shape, dtype) in expected.items():
+        x = given.get(name)
+        if x is None:
+            raise ValueError(f"{who} needs input {name!r}; the call gave {list(given)}")
+        if tuple(x.shape) != shape:
+            raise ValueError(f"{who} was {made} for {name} of shape {shape}, got {tuple(x.shape)}; {fix}")
+        yield name, x, dtype
+
+
 class OnnxSegment:
     """One exported segment under onnxruntime, called like the eager segment it replaces.
 
@@ -446,15 +458,9 @@ class OnnxSegment:
     def __call__(self, *args):
         given = named_inputs(self.kind, args)
         device = next(iter(given.values())).device
-        feed = {}
-        for name, (shape, dtype) in self.inputs.items():
-            x = given.get(name)
-            if x is None:
-                raise ValueError(f"ONNX segment {self.name} needs input {name!r}; the call gave {list(given)}")
-            if tuple(x.shape) != shape:
-                raise ValueError(f"ONNX segment {self.name} was exported for {name} of shape {shape}, "
-                                 f"got {tuple(x.shape)}; export again for this size")
-            feed[name] = x.detach().to("cpu", dtype).contiguous().numpy()
+        feed = {name: x.detach().to("cpu", dtype).contiguous().numpy()
+                for name, x, dtype in checked_inputs(given, self.inputs, f"ONNX segment {self.name}", "exported",
+                                                     "export again for this size")}
         outputs = self.session.run(self.outputs, feed)
         return call_result(self.kind, [torch.from_numpy(o).to(device) for o in outputs])
 

@@ -42,8 +42,8 @@ from typing import Callable, Iterable, Mapping, Optional
 import torch
 from torch import Tensor, nn
 
-from .export import SegmentShapes, call_result, export_segments, named_inputs, output_names, segment_kind, \
-    segment_names
+from .export import (SegmentShapes, call_result, checked_inputs, export_segments, named_inputs, output_names,
+                     segment_kind, segment_names)
 
 log = logging.getLogger("netbend.tensorrt")
 
@@ -410,13 +410,8 @@ class TrtSegment:
     def __call__(self, *args):
         given = named_inputs(self.kind, args)
         bound = []  # keeps cast copies alive until the call is queued (the allocator is stream-ordered)
-        for tensor, (shape, dtype) in self.inputs.items():
-            x = given.get(tensor)
-            if x is None:
-                raise ValueError(f"engine {self.name} needs input {tensor!r}; the call gave {list(given)}")
-            if tuple(x.shape) != shape:
-                raise ValueError(f"engine {self.name} was built for {tensor} of shape {shape}, got "
-                                 f"{tuple(x.shape)}; build engines for this size")
+        for tensor, x, dtype in checked_inputs(given, self.inputs, f"engine {self.name}", "built",
+                                               "build engines for this size"):
             x = x.to(device=self.device, dtype=dtype).contiguous()
             bound.append(x)
             self.context.set_tensor_address(tensor, x.data_ptr())
