@@ -93,6 +93,7 @@ class FramePacker:
         self.path = path
         self._ring: list[Tensor] = []
         self._next = 0
+        self._copied = None  # the pinned path's one event (each cuda-gl frame carries its own)
 
     def _slot(self, like: Tensor, pinned: bool) -> Tensor:
         if not self._ring or self._ring[0].shape != like.shape:
@@ -111,13 +112,15 @@ class FramePacker:
 
             return to_uint8(image)
         u8 = _device_uint8(image)  # (H, W, 3) on the GPU: a quarter of the float bytes to move
-        ready = torch.cuda.Event()
         if self.path == "pinned":
+            if self._copied is None:
+                self._copied = torch.cuda.Event()
             host = self._slot(u8, pinned=True)
             host.copy_(u8, non_blocking=True)
-            ready.record()
-            ready.synchronize()  # the render thread waits, never the window
+            self._copied.record()
+            self._copied.synchronize()  # the render thread waits, never the window
             return host.numpy()
+        ready = torch.cuda.Event()
         slot = self._slot(u8, pinned=False)
         slot.copy_(u8)
         ready.record()

@@ -264,3 +264,14 @@ def test_bends_keep_the_channels_last_layout_the_next_segment_was_compiled_for(t
 
     assert torch.equal(y, apply_bends(x, seg.bends_by_point["mid"], "mid", 0))
     seg.remove()
+
+
+def test_a_bad_compile_backend_from_the_environment_is_named(monkeypatch):
+    from engine.segments import default_compile_options
+
+    monkeypatch.setenv("NETBEND_COMPILE_BACKEND", "turbo")
+    with pytest.raises(ValueError, match=r"NETBEND_COMPILE_BACKEND='turbo' is not a torch.compile backend; "
+                                         r"allowed: .*aot_eager.*inductor"):
+        default_compile_options(torch.device("cpu"))
+    monkeypatch.setenv("NETBEND_COMPILE_BACKEND", "aot_eager")
+    assert default_compile_options(torch.device("cuda")) == {"backend": "aot_eager"}
