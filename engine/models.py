@@ -250,6 +250,9 @@ def load_model(name: str | os.PathLike = "sd-turbo", *, vae: str | os.PathLike =
             return tiny_model(vae=choice, device=device, dtype=dtype)
         return sd_turbo_architecture(vae=choice, device=device, dtype=dtype)
 
+    if name == "mini":
+        return _load_mini(vae=vae, device=device, dtype=dtype)
+
     where = dict(local_files_only=local_files_only, cache_dir=cache_dir)
     lora = lora or ALIAS_LORAS.get(name)
     with quiet_libraries():
@@ -274,6 +277,22 @@ def load_model(name: str | os.PathLike = "sd-turbo", *, vae: str | os.PathLike =
     log.info("loaded %s from %s (vae %s)", name, source, type(autoencoder).__name__)
     return Model.from_parts(name, unet, autoencoder, text_encoder, tokenizer, scheduler_config,
                             device=device, dtype=dtype)
+
+
+def _load_mini(*, vae: str, device, dtype) -> Model:
+    """netbend's own trained model, from the package's data (engine/weights/mini)."""
+    from engine.mini import MINI_DIR
+
+    if vae not in ("default", "taesd"):
+        raise ValueError(f"mini has its own AutoencoderTiny only (vae 'default' or 'taesd'), got {vae!r}")
+    if not (MINI_DIR / "model_index.json").is_file():
+        raise ModelNotFoundError(f"mini's weights are missing from this installation ({MINI_DIR}); reinstall "
+                                 "netbend, or train them with: python scripts/train_mini.py --out " + str(MINI_DIR))
+    with quiet_libraries():
+        unet, text_encoder, tokenizer, scheduler_config, own_vae = load_folder(
+            MINI_DIR, dtype=dtype, own_vae=True, allow_pickle=False)
+    return Model.from_parts("mini", unet, own_vae, text_encoder, tokenizer, scheduler_config,
+                            device=device, dtype=dtype, steps=1, guidance=0.0)
 
 
 def _default_steps_guidance(name: str, scheduler_config: dict) -> tuple[int, float]:
@@ -301,7 +320,7 @@ def _resolve(name: str, *, local_files_only: bool, cache_dir) -> Path:
         raise ModelNotFoundError(f"model path {path} does not exist")
     if not REPO_ID.fullmatch(target):
         raise ModelNotFoundError(
-            f"unknown model {name!r}: not 'tiny', 'sd-turbo-arch', an alias ({', '.join(MODEL_ALIASES)}), "
+            f"unknown model {name!r}: not 'mini', 'tiny', 'sd-turbo-arch', an alias ({', '.join(MODEL_ALIASES)}), "
             "an existing path, or a Hugging Face repo id (owner/name)")
     what = f"model {name!r} ({target})" if target != name else f"model {target}"
     return hub_snapshot(target, "pipeline", what, local_files_only=local_files_only, cache_dir=cache_dir)
