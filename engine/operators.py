@@ -10,16 +10,20 @@ has no scalar (``abs``, ``sobel``, ``mix``) take ``r`` as a blend amount, 0 = un
 so every operator can be faded in by a mapping. ``neutral`` on each function is the
 ``r`` that makes it the identity (``None`` where there is none).
 
-Sources: Dzwonczyk, Cella, Ban (DAFx 2024) and the authors' published code for the
-point-wise, rotation and morphological operators; Broad et al. (2021) for the spatial ones.
+Sources: Dzwonczyk, Cella, Ban (DAFx 2024) and the authors' published code (github
+dzluke/DAFX2024, ``util.py``) for the point-wise, rotation, morphological and normalising
+operators; Broad et al. (2021) for the spatial ones. ``R1`` … ``R4`` are registered as
+operators of their own (``rotate`` on that plane), so an OSC controller can send
+``/netbend/bend/1/operator s R1``.
 """
 from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
-import kornia
+import kornia  # sobel; morphology is computed here (see _flat_window)
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -85,11 +89,6 @@ def _blend(x: Tensor, y: Tensor, r: float) -> Tensor:
 
 def _channel_dim_size(x: Tensor) -> int:
     return x.shape[-3]
-
-
-@functools.lru_cache(maxsize=64)
-def _flat_kernel(size: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-    return torch.ones(size, size, device=device, dtype=dtype)
 
 
 def _kernel_size(r: float, x: Tensor) -> int:
@@ -164,10 +163,15 @@ def power(x: Tensor, r: float) -> Tensor:
 
 
 @operator("clamp")
-def clamp(x: Tensor, r: float) -> Tensor:
-    """Clamp to [-|r|, |r|]."""
+def clamp(x: Tensor, r: float, lo: Optional[float] = None, hi: Optional[float] = None) -> Tensor:
+    """Clamp to [lo, hi]; a bound not given is -|r| (lo) or +|r| (hi), so ``clamp`` alone
+    follows r and ``opts = {lo = -1, hi = -0.5}`` is the authors' clamp((min, max)).
+    lo > hi are swapped."""
     bound = abs(r) if math.isfinite(r) else torch.finfo(x.dtype).max
-    return x.clamp(-bound, bound)
+    a = -bound if lo is None else float(lo)
+    b = bound if hi is None else float(hi)
+    a, b = min(a, b), max(a, b)
+    return x.clamp(a, b)
 
 
 @operator("abs", neutral=0.0)
@@ -179,7 +183,9 @@ def absolute(x: Tensor, r: float) -> Tensor:
 @operator("noise", neutral=0.0)
 def noise(x: Tensor, r: float, seed: int = 0) -> Tensor:
     """x + r * N(0, 1). The noise is drawn once per (seed, shape) and reused, so it is
-    deterministic and costs nothing per frame; change ``seed`` for another pattern."""
+    deterministic and costs nothing per frame; change ``seed`` for another pattern. Driven
+    by rms (a mapping in_range [0, 1] -> out_range [0, 1]) it is the authors'
+    add_gaussian_rms, except that their noise was drawn afresh every frame."""
     return _finite(x + r * _fixed_noise(seed, tuple(x.shape), x.device, x.dtype))
 
 
@@ -227,10 +233,25 @@ def rotate(x: Tensor, r: float, plane: "str | Sequence[int]" = "R1") -> Tensor:
     return out
 
 
+def _plane_rotation(name: str) -> Operator:
+    def op(x: Tensor, r: float) -> Tensor:
+        return rotate(x, r, plane=name)
+
+    i, j = NAMED_PLANES[name]
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = f"The paper's {name}: rotate by r in channel plane ({i}, {j}); rotate with plane={name}."
+    return op
+
+
+for _name in NAMED_PLANES:
+    operator(_name, neutral=0.0)(_plane_rotation(_name))
+
+
 @operator("rotate6", neutral=0.0)
 def rotate6(x: Tensor, r: float, planes: Optional[Sequence[Sequence[int]]] = None) -> Tensor:
-    """Rotate by r in each plane in turn: by default the six planes of channels 0..3 (the
-    authors' R6), or fewer on fewer channels."""
+    """Rotate by r in each plane in turn: by default the six planes of channels 0..3, in
+    the order (0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3), or fewer on fewer channels.
+    netbend's own composite (the paper and its code have the four single planes only)."""
     channels = _channel_dim_size(x)
     if planes is None:
         k = min(channels, 4)
@@ -272,35 +293,60 @@ def reflect(x: Tensor, r: float) -> Tensor:
     return out
 
 
-# -- morphology and filters (kornia) -----------------------------------------------------
+# -- morphology (flat r x r windows) and filters --------------------------------------
+
+
+def morphology_origin(k: int) -> int:
+    """Row (and column) of the r x r window that sits on the output cell: k // 2.
+
+    This is the authors' kornia 0.6: erosion and dilation both take, for output cell y,
+    the input rows y - k//2 … y - k//2 + k - 1 (and likewise columns). Later kornia
+    (0.9) reflects the dilation window about its origin, which moves an even-sized
+    dilation, and the gradient built on it, by one cell; so the window is computed here
+    and the installed kornia does not change a result."""
+    return k // 2
+
+
+def _flat_window(x: Tensor, k: int, largest: bool) -> Tensor:
+    """Max (``largest``) or min of x over the flat k x k window anchored at
+    ``morphology_origin(k)``. Cells outside the feature map are ignored (kornia's
+    "geodesic" border), so the border never pulls values in. Shape: (…, C, H, W) kept."""
+    o = morphology_origin(k)
+    pad = (o, k - 1 - o, o, k - 1 - o)  # left, right, top, bottom
+
+    def reduce(x4: Tensor) -> Tensor:
+        t = x4 if largest else -x4
+        t = F.pad(t, pad, mode="constant", value=-math.inf)
+        t = F.max_pool2d(t, kernel_size=k, stride=1)
+        return t if largest else -t
+
+    return _batched(reduce, x)
 
 
 @operator("erode", neutral=1.0)
 def erode(x: Tensor, r: float) -> Tensor:
-    """Grey erosion with a flat r x r kernel (r rounded, 1..min(H, W))."""
+    """Grey erosion (minimum) over a flat r x r window (r rounded, 1..min(H, W)), anchored
+    as in the authors' kornia 0.6 (``morphology_origin``)."""
     k = _kernel_size(r, x)
-    if k == 1:
-        return x.clone()
-    return _batched(lambda t: kornia.morphology.erosion(t, _flat_kernel(k, t.device, t.dtype)), x)
+    return x.clone() if k == 1 else _flat_window(x, k, largest=False)
 
 
 @operator("dilate", neutral=1.0)
 def dilate(x: Tensor, r: float) -> Tensor:
-    """Grey dilation with a flat r x r kernel (r rounded, 1..min(H, W))."""
+    """Grey dilation (maximum) over a flat r x r window (r rounded, 1..min(H, W)), anchored
+    as in the authors' kornia 0.6, even r included (``morphology_origin``)."""
     k = _kernel_size(r, x)
-    if k == 1:
-        return x.clone()
-    return _batched(lambda t: kornia.morphology.dilation(t, _flat_kernel(k, t.device, t.dtype)), x)
+    return x.clone() if k == 1 else _flat_window(x, k, largest=True)
 
 
 @operator("gradient")
 def gradient(x: Tensor, r: float) -> Tensor:
-    """Morphological gradient (dilation - erosion) with a flat r x r kernel, as in the
+    """Morphological gradient (dilation - erosion) over a flat r x r window, as in the
     authors' code (they fixed r = 4). r <= 1 gives zeros."""
     k = _kernel_size(r, x)
     if k == 1:
         return torch.zeros_like(x)
-    return _batched(lambda t: kornia.morphology.gradient(t, _flat_kernel(k, t.device, t.dtype)), x)
+    return _finite(_flat_window(x, k, largest=True) - _flat_window(x, k, largest=False))
 
 
 @operator("sobel", neutral=0.0)
@@ -386,3 +432,96 @@ def describe() -> str:
         neutral = "" if fn.neutral is None else f" (identity at r={fn.neutral:g})"
         lines.append(f"{name:15s} {doc}{neutral}")
     return "\n".join(lines)
+
+
+
+# -- useful ranges (for controllers: OSC /amount, OSCQuery RANGE, the README's table) ----
+
+
+@dataclass(frozen=True)
+class ParamRange:
+    """What an operator's ``r`` means and where it is useful.
+
+    ``low``..``high`` is the span a 0..1 control (``/netbend/bend/<n>/amount``) sweeps and
+    what OSCQuery advertises as RANGE; ``neutral`` is the identity value (the operator's
+    own, None where there is none); ``unit`` says what r is in a user's words. ``limit``
+    bounds |r| for any source (OSC, presets, mappings): within it a frame stays finite on
+    the models netbend ships and tests (tests/test_operators.py checks every operator at
+    +-limit), beyond it a value is refused at the edge instead of failing every frame.
+    """
+
+    low: float
+    high: float
+    unit: str
+    limit: float = 1e4  # finite in float16 (max 65504) after one more multiply-add
+    neutral: Optional[float] = None
+
+    def param(self, amount: float) -> float:
+        """The r of a 0..1 amount (clipped to 0..1): low + amount (high - low)."""
+        a = min(1.0, max(0.0, float(amount)))
+        return self.low + a * (self.high - self.low)
+
+    def amount(self, param: float) -> float:
+        """The 0..1 amount that gives ``param`` (clipped), the inverse of ``param``."""
+        span = self.high - self.low
+        return min(1.0, max(0.0, (float(param) - self.low) / span)) if span else 0.0
+
+
+_TWO_PI = 2 * math.pi
+_RANGES: dict[str, tuple] = {  # name: (low, high, unit[, limit])
+    "add": (-2.0, 2.0, "latent units added"),
+    "multiply": (0.0, 3.0, "factor"),
+    "threshold": (-2.0, 2.0, "threshold level"),
+    "threshold_abs": (0.0, 2.0, "threshold on |x|"),
+    "invert": (0.25, 4.0, "r of 1/r - x"),
+    "soft_threshold": (0.0, 2.0, "shrink amount"),
+    "soft_threshold2": (0.0, 2.0, "threshold on |x|"),
+    "power": (0.25, 3.0, "exponent", 4.0),  # |r| > 4 overflows inside the U-Net (tested)
+    "clamp": (0.1, 4.0, "bound |r|"),
+    "abs": (0.0, 1.0, "blend"),
+    "noise": (0.0, 2.0, "noise std"),
+    "rotate": (0.0, _TWO_PI, "radians"),
+    "R1": (0.0, _TWO_PI, "radians"),
+    "R2": (0.0, _TWO_PI, "radians"),
+    "R3": (0.0, _TWO_PI, "radians"),
+    "R4": (0.0, _TWO_PI, "radians"),
+    "rotate6": (0.0, _TWO_PI, "radians"),
+    "mix": (0.0, 1.0, "blend"),
+    "reflect": (0.0, 3.0, "channel index (wraps)"),
+    "erode": (1.0, 9.0, "kernel size (cells)", 1e3),
+    "dilate": (1.0, 9.0, "kernel size (cells)", 1e3),
+    "gradient": (1.0, 9.0, "kernel size (cells)", 1e3),
+    "sobel": (0.0, 1.0, "blend"),
+    "translate": (0.0, 1.0, "fraction of the size (wraps)"),
+    "scale": (0.5, 2.0, "zoom factor"),
+    "rotate_spatial": (0.0, _TWO_PI, "radians"),
+    "flip_h": (0.0, 1.0, "unused"),
+    "flip_v": (0.0, 1.0, "unused"),
+    "ablate": (0.0, 1.0, "blend (1 = zeroed)"),
+    "binary": (0.0, 1.0, "level within each map's min..max"),
+    "log": (1.5, 10.0, "log base"),
+    "rescale": (0.0, 1.0, "blend"),
+    "exp": (0.0, 0.1, "scale of the matrix exponent"),
+    "hadamard": (0.0, 1.0, "blend"),
+    "normalize_max": (0.0, 1.0, "blend"),
+    "normalize_l2": (0.0, 1.0, "blend"),
+    "normalize_mean": (0.0, 1.0, "blend"),
+}
+# An operator registered without an entry above (a new one) gets this until it declares its own.
+_DEFAULT_RANGE = (0.0, 1.0, "r")
+
+
+def param_range(name: str) -> ParamRange:
+    """The declared ``ParamRange`` of operator ``name`` (unknown name: ValueError listing them)."""
+    fn = get_operator(name)
+    low, high, unit, *limit = _RANGES.get(name, _DEFAULT_RANGE)
+    return ParamRange(low, high, unit, *(limit or [1e4]), neutral=fn.neutral)
+
+
+def declared_ranges() -> set[str]:
+    """The operators with a range of their own (tests check every registered one has one)."""
+    return set(_RANGES)
+
+# The rest of the authors' published operators (log, exp, rescale, hadamard, the
+# normalisations, soft_threshold2) register themselves into OPERATORS on import.
+from . import published_operators  # noqa: E402,F401
