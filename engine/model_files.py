@@ -1,5 +1,5 @@
 """Model files: where a model's weights are (a local path or the Hugging Face cache) and
-how each kind of file is read into the parts an ``engine.models.Model`` is made of.
+how each kind of file is read into the parts an ``engine.model.Model`` is made of.
 
   diffusers folder    load_folder: model_index.json with unet/, vae/, text_encoder/, …
   single file         load_single_file: an LDM- or diffusers-layout checkpoint, built with
@@ -33,7 +33,7 @@ from huggingface_hub import constants as hub_constants
 from packaging import version
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from engine import tiny as _tiny
+from engine.tokenizer import BYTE_TOKENIZER_FILE, ByteTokenizer
 
 log = logging.getLogger("engine.models")  # one logger for everything model loading says
 
@@ -60,7 +60,20 @@ SD15_REPO = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 SD21_BASE_REPO = "stabilityai/stable-diffusion-2-1-base"
 SD_TURBO_REPO = "stabilityai/sd-turbo"
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
-SD_SCHEDULER_CONFIG = _tiny.SD_TURBO_SCHEDULER_CONFIG  # SD's schedule, SD-Turbo's "trailing" spacing
+# SD-Turbo's scheduler (SD's training schedule; "trailing" so 1 step starts at t=999).
+# tiny, sd-turbo-arch and LoRA fusing use it; only keys every SD scheduler class accepts.
+SD_SCHEDULER_CONFIG: dict = {
+    "_class_name": "EulerDiscreteScheduler",
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "prediction_type": "epsilon",
+    "timestep_spacing": "trailing",
+    "steps_offset": 1,
+    "set_alpha_to_one": False,
+    "clip_sample": False,
+}
 
 # What to fetch per kind of repo: configs, tokenizer files and one safetensors copy of
 # each component (not the 4–7 GB root checkpoints or the safety checker).
@@ -156,8 +169,8 @@ def _variant(component: Path) -> str | None:
 
 
 def _load_tokenizer(folder: Path):
-    if (folder / "tokenizer" / _tiny.BYTE_TOKENIZER_FILE).is_file():
-        return _tiny.ByteTokenizer.from_pretrained(folder, subfolder="tokenizer")
+    if (folder / "tokenizer" / BYTE_TOKENIZER_FILE).is_file():
+        return ByteTokenizer.from_pretrained(folder, subfolder="tokenizer")
     return CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
 
 

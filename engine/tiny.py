@@ -6,93 +6,19 @@ or `AutoencoderKL`, `CLIPTextModel`), only narrow. Weights are random and seeded
 
 `sd_turbo_architecture` is the real compute (SD 2.1-base U-Net, OpenCLIP ViT-H text
 tower, TAESD or SD's VAE) with random weights, for GPU benchmarks without a download.
-Both return an `engine.models.Model` and are exported from there too.
-
-The tokenizer is written here because a real `CLIPTokenizer` needs vocabulary files
-from the Hub. `ByteTokenizer` has the call interface the pipelines use:
-`tok(prompts, padding="max_length", max_length=77, truncation=True,
-return_tensors="pt").input_ids`.
+Both return an `engine.model.Model`, with engine/tokenizer.py's `ByteTokenizer` (a real
+`CLIPTokenizer` needs vocabulary files from the Hub).
 """
 
 from __future__ import annotations
-
-import json
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Sequence
 
 import torch
 from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
-BYTE_TOKENIZER_FILE = "netbend_byte_tokenizer.json"
-
-
-@dataclass
-class TokenizerOutput:
-    input_ids: torch.Tensor  # (B, max_length) long
-    attention_mask: torch.Tensor  # (B, max_length) long, 1 on real tokens
-
-
-class ByteTokenizer:
-    """Each UTF-8 byte is one token: `[BOS, b0, b1, …, EOS, PAD, …]`.
-
-    Ids 0–255 are the bytes; BOS and EOS come after them unless given (the SD-Turbo
-    architecture uses CLIP's 49406/49407 so its random text encoder sees CLIP's ids).
-    Padding repeats EOS, as SD 1.x's tokenizer does.
-    """
-
-    def __init__(self, model_max_length: int = 77, bos_token_id: int = 256, eos_token_id: int = 257,
-                 pad_token_id: int | None = None):
-        self.model_max_length = model_max_length
-        self.bos_token_id = bos_token_id
-        self.eos_token_id = eos_token_id
-        self.pad_token_id = eos_token_id if pad_token_id is None else pad_token_id
-
-    @property
-    def vocab_size(self) -> int:
-        return max(256, self.bos_token_id + 1, self.eos_token_id + 1, self.pad_token_id + 1)
-
-    def encode(self, text: str, max_length: int | None = None, truncation: bool = True) -> list[int]:
-        ids = [self.bos_token_id, *text.encode("utf-8"), self.eos_token_id]
-        if truncation and max_length is not None and len(ids) > max_length:
-            ids = ids[: max_length - 1] + [self.eos_token_id]  # keep EOS: CLIP pools on it
-        return ids
-
-    def __call__(self, text: str | Sequence[str], padding: bool | str = "max_length",
-                 max_length: int | None = None, truncation: bool = True,
-                 return_tensors: str | None = "pt") -> TokenizerOutput:
-        if return_tensors not in ("pt", None):
-            raise ValueError(f"ByteTokenizer returns torch tensors only (return_tensors='pt'), got {return_tensors!r}")
-        texts = [text] if isinstance(text, str) else list(text)
-        max_length = self.model_max_length if max_length is None else max_length
-        rows = [self.encode(t, max_length, truncation) for t in texts]
-        width = max_length if padding == "max_length" else max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = torch.tensor(row[:width], dtype=torch.long)
-            mask[i, : len(row)] = 1
-        return TokenizerOutput(input_ids=ids, attention_mask=mask)
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return bytes(int(i) for i in ids if 0 <= int(i) < 256).decode("utf-8", errors="replace")
-
-    def save_pretrained(self, folder: str | Path) -> None:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        settings = {"model_max_length": self.model_max_length, "bos_token_id": self.bos_token_id,
-                    "eos_token_id": self.eos_token_id, "pad_token_id": self.pad_token_id}
-        (folder / BYTE_TOKENIZER_FILE).write_text(json.dumps(settings, indent=2) + "\n")
-
-    @classmethod
-    def from_pretrained(cls, folder: str | Path, subfolder: str = "") -> "ByteTokenizer":
-        return cls(**json.loads((Path(folder) / subfolder / BYTE_TOKENIZER_FILE).read_text()))
-
-    def __repr__(self) -> str:
-        return (f"ByteTokenizer(model_max_length={self.model_max_length}, bos={self.bos_token_id}, "
-                f"eos={self.eos_token_id}, pad={self.pad_token_id})")
-
+from engine.model import Model
+from engine.model_files import SD_SCHEDULER_CONFIG
+from engine.tokenizer import ByteTokenizer
 
 # SD 1.x/2.x's U-Net topology at toy width: 4 down and 4 up blocks, 2 resnets each,
 # SD's cross-attention placement and SD's 1:2:4:4 width ratio, so the module tree has
@@ -148,21 +74,6 @@ TINY_KL_CONFIG = dict(
     scaling_factor=0.18215,  # SD's, so latents have SD's scale
 )
 
-
-# SD-Turbo's scheduler (SD's training schedule; "trailing" so 1 step starts at t=999).
-# tiny and sd-turbo-arch use it; only keys every SD scheduler class accepts.
-SD_TURBO_SCHEDULER_CONFIG: dict = {
-    "_class_name": "EulerDiscreteScheduler",
-    "num_train_timesteps": 1000,
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "prediction_type": "epsilon",
-    "timestep_spacing": "trailing",
-    "steps_offset": 1,
-    "set_alpha_to_one": False,
-    "clip_sample": False,
-}
 
 # SD 2.1-base's U-Net, which SD-Turbo distils: 865.9M parameters.
 SD21_BASE_UNET_CONFIG = dict(
@@ -252,15 +163,13 @@ def tiny_components(seed: int = 0, vae: str = "taesd"):
 
 
 def tiny_model(seed: int = 0, *, vae: str = "taesd", device="cpu", dtype=torch.float32):
-    """The tiny `engine.models.Model`: SD's classes and topology at toy width, 64×64 images.
+    """The tiny `engine.model.Model`: SD's classes and topology at toy width, 64×64 images.
 
     Same seed → identical weights. Steps/guidance mirror SD-Turbo (1, 0.0), the live
     default it stands in for. vae: "taesd" (AutoencoderTiny) or "full" (AutoencoderKL).
     """
-    from engine.models import Model  # models.py imports this module
-
     unet, autoencoder, text_encoder, tokenizer = tiny_components(seed, vae)
-    return Model.from_parts("tiny", unet, autoencoder, text_encoder, tokenizer, SD_TURBO_SCHEDULER_CONFIG,
+    return Model.from_parts("tiny", unet, autoencoder, text_encoder, tokenizer, SD_SCHEDULER_CONFIG,
                             device=device, dtype=dtype, steps=1, guidance=0.0)
 
 
@@ -272,8 +181,6 @@ def sd_turbo_architecture(*, device="cpu", dtype=torch.float32, vae: str = "taes
     CLIP's BOS/EOS ids. Built directly on `device`: seconds on CUDA, ~20 s on CPU, and
     instant on "meta" (no memory; for counting parameters).
     """
-    from engine.models import Model
-
     if vae not in ("taesd", "full"):
         raise ValueError(f"sd_turbo_architecture has vae 'taesd' or 'full', got {vae!r}")
     device = torch.device(device)
@@ -283,5 +190,5 @@ def sd_turbo_architecture(*, device="cpu", dtype=torch.float32, vae: str = "taes
         text_encoder = CLIPTextModel(CLIPTextConfig(**OPENCLIP_VIT_H_TEXT_CONFIG))
         autoencoder = AutoencoderTiny() if vae == "taesd" else AutoencoderKL(**SD_VAE_CONFIG)  # defaults = TAESD
     tokenizer = ByteTokenizer(bos_token_id=49406, eos_token_id=49407)
-    return Model.from_parts("sd-turbo-arch", unet, autoencoder, text_encoder, tokenizer, SD_TURBO_SCHEDULER_CONFIG,
+    return Model.from_parts("sd-turbo-arch", unet, autoencoder, text_encoder, tokenizer, SD_SCHEDULER_CONFIG,
                             device=device, dtype=dtype, steps=1, guidance=0.0)

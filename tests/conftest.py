@@ -8,6 +8,6 @@ torch.set_num_threads(1)  # CI has 2 cores; two torch threads stall each other w
 def tiny():
     """The random-weight tiny model, built once per test session (read-only by convention:
     tests that bend it use their own Bender and remove it)."""
-    from engine.models import tiny_model
+    from engine.tiny import tiny_model
 
     return tiny_model(seed=0)

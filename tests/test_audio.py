@@ -17,8 +17,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from live.audio import (AudioDeviceError, AudioInput, FeatureThread, FileSource,
-                        describe_audio_devices, list_audio_devices)
+from live.audio.devices import AudioDeviceError, describe_audio_devices, list_audio_devices
+from live.audio.features import FeatureThread
+from live.audio.filesource import FileSource
+from live.audio.input import AudioInput
 from live.media import write_audio_wav
 from pulse import RATE, pulse, tone  # noqa: F401  (the session fixture; tests/ is on sys.path)
 

@@ -4,8 +4,8 @@ import math
 import pytest
 
 from engine.mappings import Mapping
-from live.control import MAX_BENDS, BendSlot, Command, CommandError, ShowState, apply, state_from_preset
-from live.presets import load_preset
+from live.control.state import MAX_BENDS, BendSlot, Command, CommandError, ShowState, apply, state_from_preset
+from live.control.presets import load_preset
 
 LAYERS = ["conv_in", "down.0", "mid", "up.0", "conv_out"]
 

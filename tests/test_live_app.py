@@ -16,7 +16,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 
 from engine.demo_audio import demo_audio
 from live.media import probe, write_audio_wav
-from live.takes import load_take
+from live.control.takes import load_take
 from xvfb import xvfb  # noqa: F401  (session fixture)
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,16 +10,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from engine.models import (
-    MODEL_ALIASES,
-    Model,
-    ModelNotFoundError,
-    PickleRefusedError,
-    load_model,
-    sd_turbo_architecture,
-    tiny_model,
-)
-from engine.tiny import ByteTokenizer
+from engine.model import Model
+from engine.model_files import ModelNotFoundError, PickleRefusedError
+from engine.models import MODEL_ALIASES, load_model
+from engine.tiny import sd_turbo_architecture, tiny_model
+from engine.tokenizer import ByteTokenizer
 from ldm_export import model_to_ldm  # tests/ is on sys.path (pytest rootdir import)
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

@@ -29,8 +29,8 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from engine.features import FeatureFrame
-from live.control import MAX_BENDS, Command, CommandError, ShowState, apply
-from live.osc import ERROR, STATE, STATE_END, OscControl, OscServer, PacketError, parse_packet
+from live.control.state import MAX_BENDS, Command, CommandError, ShowState, apply
+from live.control.osc import ERROR, STATE, STATE_END, OscControl, OscServer, PacketError, parse_packet
 
 CLIENT = Path(__file__).with_name("osc_client.py")
 LAYERS = ("conv_in", "down.0", "down.1", "down.2", "down.3", "mid", "up.0", "up.1", "up.2", "up.3", "conv_out")
@@ -540,7 +540,7 @@ def test_a_future_bundle_does_not_stall_the_next_message(live):
     sent_at = next(line["t"] for line in lines if line.get("sent") == STATE)
     end_at = next(line["t"] for line in lines if line.get("address") == STATE_END)
     assert end_at - sent_at < 0.1
-    # bundles apply on arrival (see live/osc.py): the prompt changed, not in a minute
+    # bundles apply on arrival (see live/control/osc.py): the prompt changed, not in a minute
     assert ("/netbend/prompt", ("from the future",)) in s.feedback.collect(until="/netbend/prompt")
 
 

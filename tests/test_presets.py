@@ -14,9 +14,9 @@ from engine.chain import ChainConfig
 from engine.mappings import Mapping
 from engine.stream import StreamConfig
 from engine.walk import WalkConfig
-from live import presets as P
-from live.presets import (PIPELINES, Preset, PresetError, check_presets, find_preset, list_presets,
-                          load_preset, preset_dirs, save_preset, shipped_preset_dir)
+from live.control import preset_files as P
+from live.control.preset_files import PresetError, find_preset, list_presets, preset_dirs, shipped_preset_dir
+from live.control.presets import PIPELINES, Preset, check_presets, load_preset, save_preset
 
 SHIPPED = sorted(shipped_preset_dir().glob("*.toml"))
 LIVE = ("live-colour-cycle", "live-scene-change", "live-stained-glass", "live-erosion-texture")
@@ -85,7 +85,7 @@ def test_paper_floating_orb_is_the_papers_setup():
 def sd_turbo_points():
     """The point names of the real SD-Turbo U-Net (built on the meta device: no weights)."""
     from engine.bending import unet_points
-    from engine.models import sd_turbo_architecture
+    from engine.tiny import sd_turbo_architecture
 
     return set(unet_points(sd_turbo_architecture(device="meta").unet))
 

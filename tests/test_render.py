@@ -8,12 +8,13 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.models import tiny_model
+from engine.tiny import tiny_model
 from engine.pipelines import MappedBends, make_pipeline
 from live.cli import main
 from live.media import probe, write_audio_wav
-from live.presets import list_presets, load_preset
-from live.render import RenderJob, render
+from live.control.preset_files import list_presets
+from live.control.presets import load_preset
+from live.cli.render import RenderJob, render
 
 RATE = 22050
 
@@ -88,7 +89,7 @@ def quick_walk_preset(folder):
     """The paper's piano preset with 4 DDIM steps (and its bend at step 3), so CI renders it fast."""
     from dataclasses import replace
 
-    from live.presets import save_preset
+    from live.control.presets import save_preset
 
     paper = load_preset("paper-piano-mesh")
     quick = replace(paper, name="quick-walk", settings={**paper.settings, "steps": 4},

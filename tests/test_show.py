@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from engine.stream import StreamConfig, StreamPipeline
-from live.control import Command, ShowState, state_from_preset
-from live.presets import load_preset
-from live.show import Show
-from live.takes import TakePlayer, load_take
+from live.control.state import Command, ShowState, state_from_preset
+from live.control.presets import load_preset
+from live.show.show import Show
+from live.control.takes import TakePlayer, load_take
 
 
 @pytest.fixture
@@ -139,7 +139,7 @@ class ToneInput:
 
 def test_takes_record_the_input_audio_and_render_with_it(pipe, tmp_path):
     from live.media import probe
-    from live.render import RenderJob, render
+    from live.cli.render import RenderJob, render
 
     source = ToneInput()
     show, _, _ = make_show(pipe, audio_source=source)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from engine.features import FEATURE_NAMES, FeatureFrame
-from live.control import Command, ShowState
-from live.takes import TakeError, TakeRecorder, load_take
+from live.control.state import Command, ShowState
+from live.control.takes import TakeError, TakeRecorder, load_take
 
 
 def test_round_trip(tmp_path):
@@ -47,8 +47,8 @@ def test_killed_mid_take_is_readable_up_to_the_last_second(tmp_path):
         import time, sys
         sys.path.insert(0, {str(os.getcwd())!r})
         from engine.features import FEATURE_NAMES, FeatureFrame
-        from live.control import Command, ShowState
-        from live.takes import TakeRecorder
+        from live.control.state import Command, ShowState
+        from live.control.takes import TakeRecorder
         rec = TakeRecorder({str(folder)!r}, start_state=ShowState(), feature_names=FEATURE_NAMES)
         i = 0
         while True:

@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-import live.build_engines as build_engines
+import live.cli.build_engines as build_engines
 from engine.export import SegmentShapes, chain_calls
 from engine.segments import SegmentedUNet
 from engine.tensorrt import (NO_GPU, TRT_INSTALL_HINT, EngineKey, TensorRTUnavailable, build_all, cache_status,
@@ -362,7 +362,7 @@ def gpu_engines(tmp_path_factory):
     pytest.importorskip("tensorrt")
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
-    from engine.models import tiny_model
+    from engine.tiny import tiny_model
 
     model = tiny_model(seed=0, device="cuda", dtype=torch.float16)
     cache = tmp_path_factory.mktemp("engines")

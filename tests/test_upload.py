@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from engine.images import to_uint8
-from live.mailbox import Frame
-from live.upload import UPLOAD_PATHS, FramePacker, choose_upload
+from live.show.mailbox import Frame
+from live.display.upload import UPLOAD_PATHS, FramePacker, choose_upload
 
 CUDA = torch.device("cuda")
 
@@ -83,8 +83,8 @@ def test_cuda_gl_interop_puts_the_device_frame_in_the_texture():
     pytest.importorskip("cuda.bindings", reason="CUDA-GL interop needs cuda-python")
     import moderngl
 
-    from live.display import Display
-    from live.upload import CudaGLInterop, DeviceImage
+    from live.display.display import Display
+    from live.display.upload import CudaGLInterop, DeviceImage
 
     ctx = moderngl.create_standalone_context(backend="egl")
     try:

@@ -10,12 +10,10 @@ import moderngl
 import numpy as np
 import pytest
 
-from live import shaders
-from live.mailbox import Mailbox
-from live.window import (
-    Display, Frame, Meter, MonitorError, Window, WindowError, letterbox, list_monitors, render_hud,
-    select_monitor,
-)
+from live.display import shaders
+from live.display.display import Display, Meter, letterbox, render_hud
+from live.display.window import MonitorError, Window, WindowError, list_monitors, select_monitor
+from live.show.mailbox import Frame, Mailbox
 from xvfb import xvfb  # noqa: F401  (the session fixture; tests/ is on sys.path)
 
 FRAME_W, FRAME_H = 256, 128  # 2:1, so a 16:9 window gets bars top and bottom

@@ -3,7 +3,7 @@ crossfaded from the one before, letterboxed, with a HUD on top.
 
 ``Display`` owns the GL resources (programs from shaders/, two frame textures, the HUD
 texture), made once, and draws into any moderngl framebuffer. Time is passed in, so it is
-deterministic and works on a window's context (``live.window.Window``) or a standalone EGL
+deterministic and works on a window's context (``live.display.window.Window``) or a standalone EGL
 one (headless), as moderngl-window's WindowConfig separates drawing from the window.
 
 ``letterbox``, ``Meter`` and ``render_hud`` are the pure parts (no GL): where the frame
@@ -20,9 +20,9 @@ import moderngl
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from live import shaders
-from live.mailbox import Frame
-from live.upload import DeviceImage, host_copy
+from live.display import shaders
+from live.show.mailbox import Frame
+from live.display.upload import DeviceImage, host_copy
 
 log = logging.getLogger("netbend.display")
 
@@ -120,7 +120,7 @@ class Display:
     def __init__(self, ctx: moderngl.Context, target: Optional[moderngl.Framebuffer] = None,
                  *, crossfade: bool = True, interop=None):
         self.ctx = ctx
-        self.interop = interop  # a live.upload.CudaGLInterop for frames that stay on the GPU
+        self.interop = interop  # a live.display.upload.CudaGLInterop for frames that stay on the GPU
         self.target = target or ctx.screen or ctx.fbo
         self.crossfade = crossfade
         self.hud_enabled = False

@@ -60,7 +60,8 @@ def parse_host_port(text: str) -> tuple[str, int]:
 
 
 def _audio_source(opts: LiveOptions):
-    from live.audio import AudioInput, FileSource
+    from live.audio.filesource import FileSource
+    from live.audio.input import AudioInput
 
     if opts.audio_file is not None:
         return FileSource(opts.audio_file, loop=True, play=opts.play)
@@ -79,16 +80,17 @@ def run_live(opts: LiveOptions) -> dict:
 
     from engine.models import load_model
     from engine.stream import StreamPipeline
-    from live.control import state_from_preset
-    from live.presets import list_presets, load_preset
-    from live.show import Show
-    from live.upload import CudaGLInterop, choose_upload
+    from live.control.state import state_from_preset
+    from live.control.preset_files import list_presets
+    from live.control.presets import load_preset
+    from live.show.show import Show
+    from live.display.upload import CudaGLInterop, choose_upload
 
     if opts.duration is not None and opts.duration <= 0:
         raise ValueError(f"--duration must be > 0 seconds, got {opts.duration}")
     take = None
     if opts.replay is not None:
-        from live.takes import load_take
+        from live.control.takes import load_take
 
         take = load_take(opts.replay)
     preset = load_preset(opts.preset)
@@ -97,7 +99,7 @@ def run_live(opts: LiveOptions) -> dict:
                          f"(render it with `netbend render --preset {preset.name}`)")
     window = None
     if not opts.headless:
-        from live.window import Window
+        from live.display.window import Window
 
         window = Window(fullscreen=opts.fullscreen, monitor=opts.monitor)  # fails early: no display, bad monitor
     model_name = opts.model or preset.model
@@ -119,13 +121,13 @@ def run_live(opts: LiveOptions) -> dict:
     source = feature_thread = osc = player = None
     try:
         if take is not None and opts.audio_file is None and opts.audio_device is None:
-            from live.takes import TakeFeatures
+            from live.control.takes import TakeFeatures
 
             features = TakeFeatures(take)
         elif opts.no_audio:
             features = None
         else:
-            from live.audio import FeatureThread
+            from live.audio.features import FeatureThread
 
             source = _audio_source(opts)
             source.start()
@@ -137,7 +139,7 @@ def run_live(opts: LiveOptions) -> dict:
                     take_root=opts.record.parent if opts.record else None,
                     audio_source=source if opts.record_audio else None)
         if opts.osc_port is not None and opts.osc_port >= 0:
-            from live.osc import OscControl, OscServer
+            from live.control.osc import OscControl, OscServer
 
             def submit(command) -> None:
                 if not show.submit(command):
@@ -155,7 +157,7 @@ def run_live(opts: LiveOptions) -> dict:
         render = threading.Thread(target=show.run, args=(stop,), name="netbend-render", daemon=True)
         render.start()
         if take is not None:
-            from live.takes import TakePlayer
+            from live.control.takes import TakePlayer
 
             player = TakePlayer(take, show.submit).start()
         started = time.monotonic()
@@ -172,7 +174,7 @@ def run_live(opts: LiveOptions) -> dict:
             show.on_frame = lambda f: osc.send_features(feature_thread.latest())
         if window is not None:
             def on_key(action: str) -> None:
-                from live.control import Command
+                from live.control.state import Command
 
                 if action == "quit":
                     stop.set()

@@ -156,7 +156,7 @@ class _AudioFrames:
         from engine.features import analyze
         from engine.models import load_model
         from engine.pipelines import MappedBends, make_pipeline
-        from live.presets import load_preset
+        from live.control.presets import load_preset
 
         preset = load_preset(job.preset)
         self.samples, self.rate, audio_name = _load_audio(job)
@@ -201,8 +201,8 @@ class _TakeFrames:
     def __init__(self, job: RenderJob):
         from engine.models import load_model
         from engine.stream import StreamConfig, StreamPipeline
-        from live.show import Show
-        from live.takes import load_take
+        from live.show.show import Show
+        from live.control.takes import load_take
 
         take = load_take(job.take)
         self.take = take

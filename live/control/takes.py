@@ -22,7 +22,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from live.control import Command, ShowState
+from live.control.state import Command, ShowState
 
 FLUSH_EVERY_S = 0.5  # under the promised one second, with margin for a slow disk
 FORMAT = 1

@@ -1,6 +1,6 @@
 """Input level: gain in dB and the noise gate, as every audio source's reader applies them.
 
-``live.audio.AudioInput`` and ``live.filesource.FileSource`` both hand the feature thread
+``live.audio.input.AudioInput`` and ``live.audio.filesource.FileSource`` both hand the feature thread
 mono windows with the same two controls, checked the same way when they are set.
 """
 from __future__ import annotations

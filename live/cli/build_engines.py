@@ -92,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from engine.export import segment_names
-    from engine.models import ModelNotFoundError, PickleRefusedError, load_model
+    from engine.model_files import ModelNotFoundError, PickleRefusedError
+    from engine.models import load_model
     from engine.tensorrt import build_all, default_cache_dir
 
     cache = Path(args.cache).expanduser() if args.cache else default_cache_dir()

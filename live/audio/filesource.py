@@ -1,7 +1,7 @@
 """An audio file played in real time, for rehearsal without a line-in: ``FileSource``.
 
-It has the reader interface of ``live.audio.AudioInput`` (``start``, ``stop``, ``check``,
-``read_window``), so ``live.feature_thread.FeatureThread`` reads either. The position
+It has the reader interface of ``live.audio.input.AudioInput`` (``start``, ``stop``, ``check``,
+``read_window``), so ``live.audio.features.FeatureThread`` reads either. The position
 follows ``time.monotonic()``, so a window's time is the moment its last sample was due,
 and with ``play=True`` the file also goes to the speakers on the same clock: what you
 hear is what is analysed.
@@ -17,8 +17,8 @@ import time
 
 import numpy as np
 
-from live.audio_devices import AudioDeviceError, find_device, import_sounddevice
-from live.gain import checked_db, gain_and_gate
+from live.audio.devices import AudioDeviceError, find_device, import_sounddevice
+from live.audio.gain import checked_db, gain_and_gate
 
 __all__ = ["FileSource", "RESYNC_S"]
 

@@ -38,7 +38,7 @@ class Mailbox(Generic[T]):
 class Frame:
     """One generated frame, as the render thread puts it in the Mailbox."""
 
-    image: np.ndarray  # (H, W, 3) uint8 RGB, top row first; or a live.upload.DeviceImage (cuda-gl)
+    image: np.ndarray  # (H, W, 3) uint8 RGB, top row first; or a live.display.upload.DeviceImage (cuda-gl)
     index: int
     capture_time: float  # show-clock (time.monotonic) time of the audio window it reacted to
     rendered_time: float  # show-clock time the render thread finished it

@@ -27,8 +27,8 @@ import torch
 from engine.bends import Bend
 from engine.features import FEATURE_NAMES
 from engine.mappings import MappingState
-from live.control import Command, CommandError, ShowState, apply, state_from_preset
-from live.mailbox import Frame, Mailbox
+from live.control.state import Command, CommandError, ShowState, apply, state_from_preset
+from live.show.mailbox import Frame, Mailbox
 
 log = logging.getLogger("netbend.show")
 
@@ -72,10 +72,10 @@ class Show:
                  error: Callable[[str, str], None] = lambda address, reason: None,
                  model_name: str = "sd-turbo", slots: Sequence[str] = (), take_root: Optional[Path] = None,
                  clock: Callable[[], float] = time.monotonic, audio_source=None, upload=None):
-        from live.upload import FramePacker, UploadChoice
+        from live.display.upload import FramePacker, UploadChoice
 
         self.pipe = pipe
-        # how frames reach the window (live.upload.choose_upload); a plain host copy by default
+        # how frames reach the window (live.display.upload.choose_upload); a plain host copy by default
         self.upload: UploadChoice = upload or UploadChoice("host", "the default host copy")
         self.packer = FramePacker(self.upload.path)
         self.features = features or SilentFeatures(clock)
@@ -177,7 +177,7 @@ class Show:
                 self.pipe.set_seed(after.seed)
 
     def _recall(self, which) -> ShowState:
-        from live.presets import load_preset
+        from live.control.presets import load_preset
 
         name = which
         if not isinstance(which, str):
@@ -198,7 +198,8 @@ class Show:
         return replace(new, recording=self._state.recording)
 
     def _save(self, name: str, state: ShowState) -> None:
-        from live.presets import Preset, save_preset, user_preset_path
+        from live.control.preset_files import user_preset_path
+        from live.control.presets import Preset, save_preset
 
         config = self.pipe.config
         settings = {"prompt": state.prompt, "strength": state.strength, "seed": state.seed, "steps": config.steps}
@@ -210,7 +211,7 @@ class Show:
     # -- recording ---------------------------------------------------------------------------
 
     def start_recording(self, folder: Optional[Path] = None) -> Path:
-        from live.takes import TakeRecorder
+        from live.control.takes import TakeRecorder
 
         if self.recorder is not None and not self.recorder.closed:
             return self.recorder.folder

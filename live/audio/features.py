@@ -1,7 +1,7 @@
 """The feature thread: the newest window of an audio source, every hop, to a FeatureFrame.
 
 ``FeatureThread`` reads from anything with the ``AudioSource`` interface (a sound card,
-``live.audio.AudioInput``, or a file, ``live.filesource.FileSource``), runs the shared
+``live.audio.input.AudioInput``, or a file, ``live.audio.filesource.FileSource``), runs the shared
 ``engine.features.FeatureExtractor`` and keeps the frames in a bounded ring that the
 render thread reads (``latest()``, ``frames_since(t)``). It also supervises the source,
 calling its ``check()`` every half second, so a pulled cable is noticed and recovered

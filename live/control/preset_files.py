@@ -7,7 +7,7 @@ Reading gives the file's TOML table (a syntax error names the line and column); 
 is atomic (temp file, fsync, rename), so a crash leaves the old file or the new one.
 
 What a preset may contain, and loading, checking and saving a ``Preset``, are in
-live/presets.py, which re-exports the names here. ``PresetError`` is here because both
+live/control/presets.py. ``PresetError`` is here because both
 halves raise it and this one must not import that one.
 """
 from __future__ import annotations

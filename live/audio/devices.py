@@ -1,8 +1,8 @@
 """Sound cards as PortAudio sees them: listing them, finding one by index or name, and the
 error that names the ones there are.
 
-Shared by every audio source (``live.audio.AudioInput`` records from one,
-``live.filesource.FileSource`` may play to one), so it imports none of them.
+Shared by every audio source (``live.audio.input.AudioInput`` records from one,
+``live.audio.filesource.FileSource`` may play to one), so it imports none of them.
 python-sounddevice is imported on first use: importing this needs no PortAudio (the
 offline renderer never touches a sound card).
 """

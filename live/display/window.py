@@ -2,10 +2,10 @@
 
 Two layers, as in moderngl-window's WindowConfig:
 
-- ``Display`` (live/display.py) owns the GL resources and draws the newest frame,
+- ``Display`` (live/display/display.py) owns the GL resources and draws the newest frame,
   crossfaded, letterboxed, with a HUD, into any moderngl framebuffer. Time is passed in,
   so it is deterministic and works on a window's context or a standalone EGL one
-  (headless). It, ``render_hud``, ``Meter`` and ``letterbox`` are importable from here too.
+  (headless).
 - ``Window`` (this module) is the glfw shell on the main thread (glfw requires it): window
   or fullscreen on a chosen monitor, vsync, keys, and the loop that takes frames from the
   render thread's Mailbox and measures display fps and audio-to-photon latency.
@@ -37,16 +37,12 @@ import glfw
 import moderngl
 import numpy as np
 
-# The GL drawing lives in live/display.py; its names stay importable from here.
-from live.display import CLEAR_COLOUR, MAX_FADE, Display, Meter, Viewport, letterbox, render_hud  # noqa: F401
-from live.mailbox import Frame, Mailbox
+from live.display.display import Display, Viewport
+from live.show.mailbox import Mailbox
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "Display", "Frame", "Meter", "MonitorError", "Window", "WindowError", "letterbox", "list_monitors",
-    "render_hud", "select_monitor",
-]
+__all__ = ["MonitorError", "Window", "WindowError", "list_monitors", "select_monitor"]
 
 HUD_PERIOD = 0.25  # s between HUD text renders: PIL text is too slow to redo every frame
 ESCAPE_WINDOW = 1.0  # s within which a second Esc quits

@@ -1,21 +1,21 @@
 """Live audio in: a sound card (or a file, for rehearsal) to timestamped feature frames.
 
-Three pieces, each with one job and its own module; all are importable from here:
+Three pieces, each with one job and its own module:
 
 * ``AudioInput`` (this module) records a PortAudio input stream (python-sounddevice). Its
   callback runs on PortAudio's thread and only copies the block into a preallocated
   float32 ring, stamps the newest sample's capture time and publishes the new write
   position. Everything else (channel mix, gain, noise gate, device supervision) happens in
   the reader.
-* ``FileSource`` (live/filesource.py) plays a decoded file against ``time.monotonic()``,
+* ``FileSource`` (live/audio/filesource.py) plays a decoded file against ``time.monotonic()``,
   with the same reader interface, and optionally to the speakers, for rehearsal without a
   line-in.
-* ``FeatureThread`` (live/feature_thread.py) reads the newest window from either every hop,
+* ``FeatureThread`` (live/audio/features.py) reads the newest window from either every hop,
   runs the shared ``FeatureExtractor`` and keeps the frames in a bounded ring for the
   render thread.
 
-Finding and listing sound cards, and ``AudioDeviceError``, are in live/audio_devices.py;
-the gain and noise gate both sources apply are in live/gain.py.
+Finding and listing sound cards, and ``AudioDeviceError``, are in live/audio/devices.py;
+the gain and noise gate both sources apply are in live/audio/gain.py.
 
     with AudioInput("Scarlett", channels=[1, 2], gain_db=6.0) as audio:
         features = FeatureThread(audio)
@@ -42,19 +42,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from live.audio_devices import (AudioDeviceError, describe_audio_devices, find_device, import_sounddevice,
-                                list_audio_devices)
-# FileSource, FeatureThread and their constants live in their own modules; importable from here too.
-from live.feature_thread import JITTER_HISTORY, AudioSource, FeatureThread  # noqa: F401
-from live.filesource import RESYNC_S, FileSource  # noqa: F401
-from live.gain import checked_db, gain_and_gate
+from live.audio.devices import AudioDeviceError, find_device, import_sounddevice
+from live.audio.gain import checked_db, gain_and_gate
 
 log = logging.getLogger("netbend.audio")
 
-__all__ = [
-    "AudioDeviceError", "AudioInput", "AudioSource", "FeatureThread", "FileSource",
-    "describe_audio_devices", "list_audio_devices",
-]
+__all__ = ["AudioInput"]
 
 BUFFER_S = 4.0          # the ring: a few seconds, far more than any window or reader stall
 STALE_AFTER_S = 0.25    # no block for this long and the reader gives silence, not old audio

@@ -79,7 +79,7 @@ def sweep(job: SweepJob) -> Path:
     from engine.images import to_uint8
     from engine.models import load_model
     from engine.pipelines import make_pipeline
-    from live.presets import load_preset
+    from live.control.presets import load_preset
 
     output = Path(job.output)
     if output.suffix.lower() != ".png":

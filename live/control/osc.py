@@ -52,7 +52,7 @@ from pythonosc.osc_message_builder import build_msg
 from pythonosc.parsing import osc_types
 from pythonosc.udp_client import SimpleUDPClient
 
-from .control import Command, CommandError, ShowState, apply
+from live.control.state import Command, CommandError, ShowState, apply
 
 log = logging.getLogger("netbend.osc")
 
@@ -448,7 +448,7 @@ class OscServer:
             if timetag and timetag > wall + FUTURE_NOTE_S:
                 self.control.log_once(("future", sender[0]), logging.INFO,
                                       "OSC bundle from %s is time-tagged %.2f s ahead; netbend applies bundles "
-                                      "on arrival (see live/osc.py)", sender[0], timetag - wall)
+                                      "on arrival (see live/control/osc.py)", sender[0], timetag - wall)
             self._reply(self.control.handle(address, args, sender), sender)
 
     def _allowed(self, ip: str) -> bool:

@@ -37,8 +37,8 @@ Presets are found in the user folder first ($NETBEND_PRESETS, else
 ~/.config/netbend/presets), then among the presets shipped in the ``presets`` package.
 Saving is atomic (temp file, fsync, rename) and never overwrites a file that does not
 parse as a preset; it writes plain TOML, so comments in a hand-edited file are not kept.
-Finding, listing, reading and atomically writing the files is live/preset_files.py; its
-names (and ``PresetError``) are importable from here too.
+Finding, listing, reading and atomically writing the files (and ``PresetError``) is
+live/control/preset_files.py.
 """
 from __future__ import annotations
 
@@ -60,13 +60,12 @@ from engine.mappings import Mapping
 from engine.operators import get_operator
 from engine.stream import StreamConfig
 from engine.walk import WalkConfig
-from live.preset_files import (PresetError, find_preset, list_presets, preset_dirs, preset_files_in, read_toml,
-                               shipped_preset_dir, user_preset_dirs, user_preset_path, write_atomically)
+from live.control.preset_files import (PresetError, find_preset, preset_dirs, preset_files_in, read_toml,
+                                       write_atomically)
 
 __all__ = [
-    "BEND_KEYS", "CONFIGS", "MODEL_KEYS", "PIPELINES", "Preset", "PresetError", "SIZE_KEYS", "TOP_KEYS",
-    "check_presets", "find_preset", "list_presets", "load_preset", "preset_dirs", "save_preset",
-    "shipped_preset_dir", "user_preset_dirs", "user_preset_path",
+    "BEND_KEYS", "CONFIGS", "MODEL_KEYS", "PIPELINES", "Preset", "SIZE_KEYS", "TOP_KEYS",
+    "check_presets", "load_preset", "save_preset",
 ]
 
 PIPELINES = ("stream", "walk", "chain")

@@ -13,7 +13,7 @@ between conditions stay valid on a noisy machine. Each measured cycle does, in t
 
 ("off" and "on" swap places every other cycle so that neither always runs first.)
 An end-to-end frame is what the show's render thread does: set the bends, ``pipe.step()``,
-packs the frame for the display as the headless show does (``live.upload``: a pinned-memory
+packs the frame for the display as the headless show does (``live.display.upload``: a pinned-memory
 copy on CUDA, a host conversion on CPU).
 Timing is ``perf_counter`` bracketed by ``torch.cuda.synchronize`` on CUDA, so each
 interval holds the device work it launched.
@@ -46,7 +46,7 @@ from engine.features import FeatureExtractor
 from engine.mappings import Mapping, MappingState
 from engine.sampling import guided_unet, predict_x0
 from engine.stream import StreamConfig, StreamPipeline
-from live.upload import FramePacker, choose_upload
+from live.display.upload import FramePacker, choose_upload
 
 log = logging.getLogger("netbend.bench")
 

@@ -1,0 +1,139 @@
+"""The `netbend` argument parser: one function per subcommand, argparse only (no heavy imports).
+
+Each subcommand's arguments are added by its own function; `build_parser` puts them
+together. What each subcommand does is live/cli/__init__.py's COMMANDS table.
+"""
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["build_parser"]
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="tiny | sd-turbo | sd-1.5 | sd-2.1 | lcm-sd15 | a HF repo id | a folder | "
+                                   "a .safetensors file (default: the preset's)")
+    p.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda if available)")
+    p.add_argument("--backend", default="eager", help="how the U-Net runs: eager (default) | compile "
+                                                     "(torch.compile'd segments; the first frames compile) | "
+                                                     "tensorrt (engines from `netbend build-engines`, CUDA)")
+
+def _render_parser(sub) -> None:
+    p = sub.add_parser("render", help="render an audio file (or the built-in demo) to an MP4 with sound")
+    p.add_argument("audio", nargs="?", help="any audio file FFmpeg reads (wav, flac, mp3, ogg…); default: built-in demo")
+    p.add_argument("-o", "--output", required=True, help="the .mp4 to write")
+    p.add_argument("--preset", default="default", help="a preset name (see `netbend presets`) or a .toml path")
+    _model_args(p)
+    p.add_argument("--fps", type=float, default=20.0, help="frames per second (default 20: one per 50 ms window)")
+    p.add_argument("--size", help="WIDTHxHEIGHT, multiples of 8 (default: the model's native size)")
+    p.add_argument("--seconds", help="START:END span of the audio to render, in seconds")
+    p.add_argument("--frames-dir", help="keep the PNG frames here (a render resumes from them)")
+    p.add_argument("--take", help="render a rehearsal take (from `netbend live --record`) instead of an audio file")
+    p.add_argument("--steps", type=int, help="with --take: denoising steps per frame (default 1, as live)")
+    p.add_argument("--allow-pickle", action="store_true", help="allow loading pickled .ckpt/.bin checkpoints "
+                                                               "(they can run code: only files you trust)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def _live_parser(sub) -> None:
+    p = sub.add_parser("live", help="the show: line-in audio, OSC control, a full-screen window")
+    p.add_argument("--preset", default="default", help="a stream preset name or .toml path")
+    _model_args(p)
+    p.add_argument("--size", help="WIDTHxHEIGHT of the generated frames (default: the model's native size)")
+    audio = p.add_argument_group("audio")
+    audio.add_argument("--audio-device", help="input device: index or name substring (see `netbend devices`)")
+    audio.add_argument("--audio-file", help="rehearse with an audio file played in real time instead of line-in")
+    audio.add_argument("--play", action="store_true", help="with --audio-file: also play it to the speakers")
+    audio.add_argument("--no-audio", action="store_true", help="no audio input: features stay at 0")
+    audio.add_argument("--channels", help="input channels to use, 1-based, e.g. 1 or 1,2 (mixed to mono)")
+    audio.add_argument("--gain", type=float, default=0.0, help="input gain in dB")
+    audio.add_argument("--gate", type=float, default=-70.0, help="noise gate threshold in dBFS")
+    osc = p.add_argument_group("OSC")
+    osc.add_argument("--osc-port", type=int, default=9000, help="UDP port to listen on (default 9000; -1: no OSC)")
+    osc.add_argument("--osc-host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    osc.add_argument("--osc-allow", action="append", metavar="IP", help="only accept these senders (repeatable)")
+    osc.add_argument("--osc-feedback", metavar="HOST:PORT", help="echo changes, errors and audio features here")
+    osc.add_argument("--features-hz", type=float, default=30.0, help="audio features sent per second (default 30)")
+    show = p.add_argument_group("display")
+    show.add_argument("--headless", action="store_true", help="no window (servers, tests)")
+    show.add_argument("--duration", type=float, help="stop after this many seconds")
+    show.add_argument("--fullscreen", action="store_true")
+    show.add_argument("--monitor", help="monitor index or name substring for --fullscreen (the projector)")
+    takes = p.add_argument_group("takes and presets")
+    takes.add_argument("--record", metavar="DIR", help="record a take into DIR (a new folder)")
+    takes.add_argument("--record-audio", action="store_true",
+                       help="with a line-in (--audio-device): also record the input audio into takes")
+    takes.add_argument("--replay", metavar="TAKE", help="replay a recorded take's commands")
+    takes.add_argument("--slots", help="comma-separated presets for keys 1-9 and /netbend/preset/load N")
+    p.add_argument("--allow-pickle", action="store_true", help="allow pickled checkpoints (trusted files only)")
+
+
+def _devices_parser(sub) -> None:
+    sub.add_parser("devices", help="list audio inputs/outputs and monitors")
+
+
+def _sweep_parser(sub) -> None:
+    p = sub.add_parser("sweep", help="a labelled contact sheet of one operator over params and layers")
+    p.add_argument("--preset", default="default")
+    p.add_argument("--operator", required=True)
+    p.add_argument("--params", required=True, help="comma-separated params, e.g. 0,0.8,1.6,3.2")
+    p.add_argument("--layers", help="comma-separated layers: latent@N, point names or indices (default: a spread)")
+    p.add_argument("--opt", action="append", metavar="KEY=VALUE", help="operator option, e.g. plane=R2 (repeatable)")
+    p.add_argument("-o", "--output", required=True, help="the .png to write")
+    p.add_argument("--size", help="WIDTHxHEIGHT of each cell")
+    _model_args(p)
+
+
+def _features_parser(sub) -> None:
+    p = sub.add_parser("features", help="the audio feature table of a file, as CSV and a plot")
+    p.add_argument("audio")
+    p.add_argument("-o", "--output", help="write the table as CSV here (default: print it)")
+    p.add_argument("--plot", help="write a PNG plot of the features over the waveform here")
+    p.add_argument("--fps", type=float, default=20.0, help="windows per second (default 20)")
+
+
+def _presets_parser(sub) -> None:
+    p = sub.add_parser("presets", help="list presets, or check them")
+    p.add_argument("--check", action="store_true", help="validate every preset (or the given files)")
+    p.add_argument("paths", nargs="*", help="preset files to check (with --check)")
+
+
+def _bench_parser(sub) -> None:
+    p = sub.add_parser("bench", help="performance figures of the live path (fps, stages, latency, bend overhead) "
+                                     "as JSON")
+    p.add_argument("--model", default="tiny", help="tiny | sd-turbo-arch (SD-Turbo's compute, random weights) | "
+                                                   "any --model name (default tiny)")
+    p.add_argument("--size", help="WIDTHxHEIGHT, multiples of 8 (default: the model's native size)")
+    p.add_argument("--steps", type=int, default=1, help="denoising steps per frame (default 1)")
+    p.add_argument("--backend", default="eager", help="eager | compile (torch.compile'd U-Net segments; "
+                                                      "the eager figures are measured alongside)")
+    p.add_argument("--dtype", help="fp16 | bf16 | fp32 (default: fp16 on CUDA, fp32 on CPU)")
+    p.add_argument("--channels-last", action="store_true", help="U-Net and VAE weights in channels-last format")
+    p.add_argument("--bends", type=int, default=2, help="bends active in the bends-on frames (default 2)")
+    p.add_argument("--frames", type=int, help="measured frames per condition (default: 50 for tiny on CPU, "
+                                              "3 for other models on CPU, 200 on CUDA)")
+    p.add_argument("--warmup", type=int, help="warm-up cycles before measuring (default 5 / 1 / 20)")
+    p.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda if available)")
+    p.add_argument("--json", metavar="OUT", help="also write the JSON here (atomically)")
+
+
+def _build_engines_parser(sub) -> None:
+    p = sub.add_parser("build-engines", help="TensorRT engines for every U-Net segment at one size, cached on disk")
+    from live.cli.build_engines import add_arguments as build_engines_arguments  # light: argparse only
+
+    build_engines_arguments(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="netbend", description="Audio-reactive network bending of diffusion models.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (attachments, resumes)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _render_parser(sub)
+    _live_parser(sub)
+    _devices_parser(sub)
+    _sweep_parser(sub)
+    _features_parser(sub)
+    _presets_parser(sub)
+    _bench_parser(sub)
+    _build_engines_parser(sub)
+    return parser
