@@ -501,7 +501,7 @@ _RANGES: dict[str, tuple] = {  # name: (low, high, unit[, limit])
     "binary": (0.0, 1.0, "level within each map's min..max"),
     "log": (1.5, 10.0, "log base"),
     "rescale": (0.0, 1.0, "blend"),
-    "exp": (0.0, 0.1, "scale of the matrix exponent"),
+    "exp": (0.0, 0.1, "scale of the matrix exponent", 3.0),  # e^(r X) overflows past ~10 (tested)
     "hadamard": (0.0, 1.0, "blend"),
     "normalize_max": (0.0, 1.0, "blend"),
     "normalize_l2": (0.0, 1.0, "blend"),
