@@ -6,6 +6,9 @@ A target is data (``Target``) parsed from a short text form that presets and OSC
     channels 0 2 3           the listed channels
     random 0.25 [seed=7]     a seeded random fraction of elements, the same on every frame
     random_channels 0.5      a seeded random fraction of channels
+    random_rows 0.1          a seeded random int(0.1 * H) of the rows, every channel (the
+                             authors' add_rand_rows, but fixed across frames)
+    random_cols 0.1          likewise columns (add_rand_cols)
     rows 10:20               rows a:b     (integers: cells; decimals like 0.25:0.5: fractions)
     cols 0.0:0.5             columns a:b
     box 10:20 5:30           rows a:b and columns c:d
@@ -23,7 +26,8 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-KINDS = ("all", "channels", "random", "random_channels", "rows", "cols", "box")
+KINDS = ("all", "channels", "random", "random_channels", "random_rows", "random_cols", "rows", "cols", "box")
+RANDOM_KINDS = ("random", "random_channels", "random_rows", "random_cols")
 
 Span = tuple[float, float]
 
@@ -43,7 +47,7 @@ class Target:
         if self.kind == "channels":
             if not self.channels or any(c < 0 for c in self.channels):
                 raise ValueError("target 'channels' needs one or more channel indices >= 0, e.g. 'channels 0 2'")
-        if self.kind in ("random", "random_channels") and not 0.0 <= self.fraction <= 1.0:
+        if self.kind in RANDOM_KINDS and not 0.0 <= self.fraction <= 1.0:
             raise ValueError(f"target '{self.kind}' fraction must be in 0..1, got {self.fraction}")
         if self.kind in ("rows", "box") and self.rows is None:
             raise ValueError(f"target '{self.kind}' needs a row span a:b")
@@ -56,7 +60,7 @@ class Target:
     def __str__(self) -> str:
         if self.kind == "channels":
             return "channels " + " ".join(map(str, self.channels))
-        if self.kind in ("random", "random_channels"):
+        if self.kind in RANDOM_KINDS:
             return f"{self.kind} {self.fraction:g} seed={self.seed}"
         spans = [s for s in (self.rows, self.cols) if s is not None]
         text = " ".join(f"{_fmt(a)}:{_fmt(b)}" for a, b in spans)
@@ -103,7 +107,7 @@ def parse_target(spec: Union[str, Sequence, Target, None]) -> Target:
             return ALL
         if kind == "channels":
             return Target("channels", channels=tuple(int(a) for a in args))
-        if kind in ("random", "random_channels"):
+        if kind in RANDOM_KINDS:
             seed = 0
             rest = []
             for a in args:
@@ -123,7 +127,7 @@ def parse_target(spec: Union[str, Sequence, Target, None]) -> Target:
         raise ValueError(f"wrong number of arguments for {kind!r}")
     except ValueError as e:
         raise ValueError(f"bad target {' '.join(words)!r}: {e}. Forms: all | channels 0 2 | "
-                         "random 0.25 [seed=N] | random_channels 0.5 | rows a:b | cols a:b | box a:b c:d") from None
+                         "random 0.25 [seed=N] | random_channels 0.5 | random_rows 0.1 | random_cols 0.1 | rows a:b | cols a:b | box a:b c:d") from None
 
 
 def _resolve(span: Span, size: int) -> slice:
@@ -155,6 +159,14 @@ def target_mask(target: Target, shape: tuple[int, ...], device: torch.device) ->
     elif target.kind == "random_channels":
         gen = torch.Generator().manual_seed(target.seed)
         mask = (torch.rand(c, generator=gen) < target.fraction).view(c, 1, 1)
+    elif target.kind in ("random_rows", "random_cols"):
+        # exactly int(fraction * n) lines, as the authors' random.sample(range(n), int(k * n))
+        n = h if target.kind == "random_rows" else w
+        gen = torch.Generator().manual_seed(target.seed)
+        picked = torch.randperm(n, generator=gen)[: int(target.fraction * n)]
+        lines = torch.zeros(n, dtype=torch.bool)
+        lines[picked] = True
+        mask = lines.view(1, h, 1) if target.kind == "random_rows" else lines.view(1, 1, w)
     else:
         mask = torch.zeros(1, h, w, dtype=torch.bool)
         rows = _resolve(target.rows, h) if target.rows is not None else slice(None)

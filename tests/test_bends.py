@@ -99,3 +99,81 @@ def test_bends_chain_in_order_and_respect_steps_and_enable():
     assert apply_bends(x, bends, "latent", 0).eq(6).all()  # (1 + 1) * 3, not 1 * 3 + 1
     assert apply_bends(x, bends, "latent", 1).eq(3).all()
     assert apply_bends(x, bends, "mid", 0).eq(1).all()
+
+
+# -- the two layer spellings (issue 11) ------------------------------------------------------
+
+from engine.bends import bare_integer_message, format_layer, parse_layer  # noqa: E402
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("latent@40", ("latent", 40)), ("latent", ("latent", None)), ("unet:40", (40, None)),
+    ("unet:mid", ("mid", None)), ("up.2.attentions.0", ("up.2.attentions.0", None)), (" latent@0 ", ("latent", 0)),
+])
+def test_parse_layer_spellings(text, expected):
+    assert parse_layer(text) == expected
+    assert parse_layer(text, bare_int="refuse") == expected
+
+
+@pytest.mark.parametrize("bare", [40, "40", 0])
+def test_a_bare_integer_is_refused_where_the_readme_says_with_both_spellings(bare):
+    with pytest.raises(ValueError) as e:
+        parse_layer(bare, bare_int="refuse")
+    n = int(bare)
+    assert f'"latent@{n}"' in str(e.value) and f'"unet:{n}"' in str(e.value)
+    with pytest.raises(ValueError, match="ambiguous"):
+        Bend.from_dict({"operator": "add", "layer": bare}, bare_int="refuse")
+    # Python and OSC keep an int as a U-Net index
+    assert parse_layer(bare) == (n, None)
+    assert Bend.from_dict({"operator": "add", "layer": bare}).layer == n
+
+
+@pytest.mark.parametrize("text, message", [
+    ("latent@", "latent@N"), ("latent@x", "latent@N"), ("unet:", "unet:N"), ("unet:latent", "unet:N"),
+    ("mid@3", "only the latent"), (2.5, "bad layer"),
+])
+def test_bad_layer_spellings_say_what_is_allowed(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_layer(text)
+
+
+def test_bend_with_latent_at_n_sets_the_step_and_round_trips():
+    b = Bend("R1", "latent@40", 1.0)
+    assert (b.layer, b.step) == ("latent", frozenset({40}))
+    assert Bend("R1", "latent@40", 1.0, step=40) == b
+    with pytest.raises(ValueError, match="says step 40 but step is 10"):
+        Bend("R1", "latent@40", step=10)
+    u = Bend("add", "unet:12", 0.5)
+    assert u.layer == 12 and u.to_dict()["layer"] == "unet:12"
+    assert Bend.from_dict(u.to_dict(), bare_int="refuse") == u  # a saved preset reads back
+    assert "@ unet:12" in str(u) and format_layer("mid") == "mid"
+    assert "latent@7" in bare_integer_message(7)
+
+
+@pytest.mark.parametrize("mode, operator", [("max", "normalize_max"), ("l2", "normalize_l2"), ("mean", "normalize_mean")])
+def test_bend_normalize_takes_the_authors_other_normalisations(mode, operator):
+    from engine.bends import apply_bend
+    from engine.operators import OPERATORS
+
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    b = Bend("add", param=0.5, normalize=mode)
+    torch.testing.assert_close(apply_bend(x, b), OPERATORS[operator](x + 0.5, 1.0))
+    assert f"normalize {mode}" in str(b) and Bend.from_dict(b.to_dict()) == b
+    with pytest.raises(ValueError, match="max, l2, mean"):
+        Bend("add", normalize="std")
+
+
+@pytest.mark.parametrize("kind, dim", [("random_rows", 1), ("random_cols", 2)])
+def test_random_rows_and_cols_pick_int_fraction_lines_fixed_by_seed(kind, dim):
+    t = parse_target(f"{kind} 0.25 seed=3")
+    assert str(t) == f"{kind} 0.25 seed=3" and parse_target(str(t)) == t
+    mask = target_mask(t, (4, 16, 20), torch.device("cpu"))
+    full = mask.expand(4, 16, 20)
+    n = (16, 20)[dim - 1]
+    lines = full[0, :, 0] if dim == 1 else full[0, 0, :]
+    assert int(lines.sum()) == int(0.25 * n)
+    assert bool((full == lines.view(1, -1, 1) if dim == 1 else full == lines.view(1, 1, -1)).all())
+    assert torch.equal(mask, target_mask(parse_target(f"{kind} 0.25 seed=3"), (4, 16, 20), torch.device("cpu")))
+    assert not torch.equal(mask, target_mask(parse_target(f"{kind} 0.25 seed=4"), (4, 16, 20), torch.device("cpu")))
+    with pytest.raises(ValueError, match="fraction must be in 0..1"):
+        parse_target(f"{kind} 1.5")
