@@ -13,10 +13,13 @@
 Bundles and time tags. python-osc's ``Dispatcher.call_handlers_for_packet`` (checked in
 1.10.2, where ``strict_timing=True`` is the default) calls ``time.sleep`` until a bundle's
 time tag on the server thread, so a bundle tagged a minute ahead stalls every message
-behind it for a minute. This server does not use the Dispatcher: ``parse_packet`` walks
-the packet with python-osc's ``OscMessage`` and ``osc_types`` and every message of a bundle
-is handled at once, in the sender's order (operator, then layer of the same bend, works),
-exactly like a single message. Time tags are not honoured, on purpose: commands take
+behind it for a minute. This server does not use the Dispatcher, nor ``OscPacket``, which
+sorts a bundle's messages by time tag (a nested bundle tagged later would overtake the
+messages after it), nor ``OscBundle``'s walk, which reads an element that overruns the
+packet and drops an unknown one with only a warning on the root logger. ``parse_packet``
+walks the bundle itself (sizes checked, depth bounded) and reads each message with
+python-osc's ``OscMessage``; every message of a bundle is handled at once, in the sender's
+order (operator, then layer of the same bend, works), exactly like a single message. Time tags are not honoured, on purpose: commands take
 effect at the next frame boundary anyway, so a tag could buy at most a frame; tags are the
 sender's wall clock, which Max, TouchDesigner and the show machine rarely share, so a
 skewed clock would hold a VJ's moves back by seconds; and a queue of future bundles is
@@ -44,13 +47,12 @@ import socket
 import threading
 import time
 from collections import OrderedDict, deque
-from typing import Any, Callable, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from pythonosc.osc_bundle import OscBundle
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import build_msg
 from pythonosc.parsing import osc_types
-from pythonosc.udp_client import SimpleUDPClient
 
 from live.control.state import Command, CommandError, ShowState, apply
 
@@ -296,11 +298,12 @@ def _allow_list(allow: Optional[Sequence[str]]) -> Optional[list]:
     return networks
 
 
-def _resolve(host: str, port: int, what: str) -> tuple:
+def _resolve(host: str, port: int, what: str, family: int = 0) -> tuple:
     try:
-        return socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+        return socket.getaddrinfo(host, port, family=family, type=socket.SOCK_DGRAM)[0]
     except (socket.gaierror, UnicodeError) as e:
-        raise ValueError(f"OSC {what}: cannot resolve host {host!r}: {e}") from None
+        same = " in the listening socket's address family" if family else ""
+        raise ValueError(f"OSC {what}: cannot resolve host {host!r}{same}: {e}") from None
 
 
 # -- the server -------------------------------------------------------------------------------------
@@ -332,14 +335,15 @@ class OscServer:
         self._features_period = 1.0 / features_hz if features_hz else 0.0
         self._features_due = -float("inf")
 
+        family, kind, proto, _, address = _resolve(host, port, "server")
+        # Feedback leaves through the listening socket itself (so from the port the
+        # controller sends to), hence resolved in that socket's address family.
         self.feedback = tuple(feedback) if feedback is not None else None
-        self._feedback_client: Optional[SimpleUDPClient] = None
         self._feedback_address: Optional[tuple] = None
         if self.feedback is not None:
             fb_host, fb_port = self.feedback
-            self._feedback_address = _resolve(fb_host, int(fb_port), "feedback")[4][:2]
+            self._feedback_address = _resolve(fb_host, int(fb_port), "feedback", family)[4][:2]
 
-        family, kind, proto, _, address = _resolve(host, port, "server")
         self._sock = socket.socket(family, kind, proto)
         try:
             self._sock.bind(address)
@@ -349,8 +353,6 @@ class OscServer:
         self._sock.settimeout(POLL_S)
         self.host = host
         self.port: int = self._sock.getsockname()[1]
-        if self.feedback is not None:
-            self._feedback_client = SimpleUDPClient(self.feedback[0], int(self.feedback[1]))
 
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -375,8 +377,6 @@ class OscServer:
         if not self._closed:
             self._closed = True
             self._sock.close()
-            if self._feedback_client is not None:
-                self._feedback_client.close()
 
     @property
     def running(self) -> bool:
@@ -401,7 +401,7 @@ class OscServer:
         Call it every frame; it lets at most ``features_hz`` frames a second through and
         returns whether it sent this one.
         """
-        if self._feedback_client is None:
+        if self._feedback_address is None:
             return False
         now = self._clock()
         if now < self._features_due:
@@ -481,7 +481,7 @@ class OscServer:
         self._to_feedback(ERROR, (address, reason))
 
     def _to_feedback(self, address: str, args: Sequence[Any]) -> None:
-        if self._feedback_client is None or self._closed:
+        if self._feedback_address is None or self._closed:
             return
         dgram = self._build(address, args)
         if dgram is not None:
@@ -489,7 +489,7 @@ class OscServer:
 
     def _send_feedback(self, dgram: bytes) -> None:
         try:
-            self._feedback_client.send(_Datagram(dgram))
+            self._sock.sendto(dgram, self._feedback_address)
         except OSError as e:  # full buffer or nobody listening: the show goes on
             self.control.log_once(("feedback", e.errno), logging.WARNING, "OSC feedback to %s:%s failed: %s",
                                   self.feedback[0], self.feedback[1], e)
@@ -502,7 +502,3 @@ class OscServer:
                                   "cannot encode OSC %s %r: %s", address, tuple(args), e)
             return None
 
-
-class _Datagram(NamedTuple):
-    """Bytes in the shape ``UDPClient.send`` takes (it reads ``.dgram``)."""
-    dgram: bytes
