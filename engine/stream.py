@@ -91,9 +91,9 @@ class StreamPipeline(BentPipeline):
             # first frame from the prompt alone: the same sampler from pure noise (strength 1)
             x0 = self._denoise_from_noise(T)
         else:
-            x0 = m.encode_image(self._fit(init_image))
+            x0 = self.encode_image(self._fit(init_image))
         self._latent = x0
-        self._image = m.decode_latent(x0)
+        self._image = self.decode_latent(x0)
         self._reference = self._stats(self._image)
         self.frame_index = 0
         self._prepared = True
@@ -109,7 +109,7 @@ class StreamPipeline(BentPipeline):
         # one fixed noise tensor per step, drawn from the seed
         m, c = self.model, self.config
         self._noise = [seeded_noise(self._latent_shape, c.seed + k, m.device, m.dtype) for k in range(c.steps)]
-        self._fresh = torch.Generator(device=m.device).manual_seed(c.seed + 10_000)
+        self._fresh = torch.Generator(device=m.device)  # re-seeded per frame: see _fresh_noise
 
     def set_strength(self, strength: float) -> None:
         """A new img2img strength from the next frame on (a few scalars; nothing rebuilt)."""
@@ -178,15 +178,19 @@ class StreamPipeline(BentPipeline):
         """The next frame of the feedback loop (the common pipeline call; i is not needed)."""
         return self.step()
 
+    def _fresh_noise(self, like: Tensor) -> Tensor:
+        """Frame ``frame_index``'s fresh noise: seeded from (seed, index), not drawn from a
+        running stream, so ``resume`` at any index costs nothing and keeps the sequence."""
+        self._fresh.manual_seed(self.config.seed * 1_000_003 + 10_000 + self.frame_index)
+        return torch.randn(like.shape, generator=self._fresh, device=like.device, dtype=like.dtype)
+
     @torch.no_grad()
     def resume(self, image: Tensor, index: int) -> None:
-        """Continue the feedback loop from saved frame ``index - 1`` (an interrupted render)."""
-        if self.config.noise_floor > 0:
-            for _ in range(index):  # skip the fresh-noise draws of the frames already made
-                torch.randn(self._latent_shape, generator=self._fresh, device=self.model.device, dtype=self.model.dtype)
+        """Continue the feedback loop from saved frame ``index - 1`` (an interrupted render,
+        or the last good frame after a failed one). Constant time whatever ``index``."""
         self.frame_index = index
         self._image = self._fit(image)
-        self._latent = self.model.encode_image(self._image)
+        self._latent = self.encode_image(self._image)
 
     @torch.no_grad()
     def step(self, image: Optional[Tensor] = None) -> Tensor:
@@ -197,13 +201,13 @@ class StreamPipeline(BentPipeline):
         m, c = self.model, self.config
         self._advance_prompt()
         if image is not None:
-            x0 = m.encode_image(self._fit(image))
+            x0 = self.encode_image(self._fit(image))
         elif c.latent_feedback:
             x0 = self._latent
         else:
-            x0 = m.encode_image(self._image)
+            x0 = self.encode_image(self._image)
         if c.noise_floor > 0:
-            x0 = x0 + c.noise_floor * torch.randn(x0.shape, generator=self._fresh, device=x0.device, dtype=x0.dtype)
+            x0 = x0 + c.noise_floor * self._fresh_noise(x0)
         for k in range(c.steps):
             a = self._alpha_bars[k]
             x_t = a ** 0.5 * x0 + (1.0 - a) ** 0.5 * self._noise[k]  # (1, C, h, w)
@@ -211,7 +215,7 @@ class StreamPipeline(BentPipeline):
             out = guided_unet(self.unet, self.bender, x_t, self._timesteps[k], self._emb, self._uncond, c.guidance, k)
             x0 = predict_x0(out, x_t, a, self._prediction_type)
         x0 = self.bender.latent(x0, c.steps)
-        frame = m.decode_latent(x0)
+        frame = self.decode_latent(x0)
         if c.color_coherence > 0:
             frame = self._cohere(frame)
         self._latent, self._image = x0, frame

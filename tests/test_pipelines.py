@@ -183,3 +183,24 @@ def test_chain_from_an_init_image(tiny):
 def test_configs_validate(factory, message):
     with pytest.raises(ValueError, match=message):
         factory()
+
+
+def test_stream_resume_draws_no_noise_and_keeps_the_noise_sequence(tiny, monkeypatch):
+    # Recovery after a failed frame calls resume(last_good, frame_index) on the render
+    # thread: it must not replay frame_index random draws (slower the longer a show has
+    # run), and the frames after it must use the same fresh noise as an uninterrupted run.
+    straight = stream(tiny, noise_floor=0.05)
+    expected = frames_of(straight, 5)[-1]
+
+    interrupted = stream(tiny, noise_floor=0.05)
+    frames_of(interrupted, 3)
+    draws = []
+    real_randn = torch.randn
+    monkeypatch.setattr(torch, "randn", lambda *a, **k: draws.append(a) or real_randn(*a, **k))
+    interrupted.resume(interrupted.image, 10_000)
+    assert draws == []  # constant time, whatever the index
+    monkeypatch.setattr(torch, "randn", real_randn)
+    interrupted.resume(interrupted.image, 3)  # back where it was
+    again = frames_of(interrupted, 2)[-1]
+    assert interrupted.frame_index == 5
+    assert torch.allclose(again, expected, atol=1e-5)
