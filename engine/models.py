@@ -44,6 +44,7 @@ __all__ = [
 MODEL_ALIASES: dict[str, str] = {
     "sd-turbo": SD_TURBO_REPO,
     "sd-1.5": SD15_REPO,
+    "sd-1.4": "CompVis/stable-diffusion-v1-4",  # the checkpoint the paper used (sd-v1-4)
     "sd-2.1": SD21_BASE_REPO,
     "sd-2.1-v": "stabilityai/stable-diffusion-2-1",  # 768×768, v-prediction
     "lcm-sd15": SD15_REPO,  # + ALIAS_LORAS["lcm-sd15"], fused

@@ -151,3 +151,13 @@ def test_chain_follows_a_prompt_schedule(tiny):
     torch.testing.assert_close(pipe.condition(4), enc_b)
     with pytest.raises(ValueError, match="either prompt_after_first or a prompts schedule"):
         ChainConfig(prompts=[[0, "a"]], prompt_after_first="")
+
+
+def test_sd_1_4_alias_is_the_papers_checkpoint(tmp_path, monkeypatch):
+    from engine.model_files import ModelNotFoundError
+    from engine.models import MODEL_ALIASES, load_model
+
+    assert MODEL_ALIASES["sd-1.4"] == "CompVis/stable-diffusion-v1-4"
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(ModelNotFoundError, match="CompVis/stable-diffusion-v1-4"):
+        load_model("sd-1.4", device="cpu")
