@@ -499,3 +499,36 @@ def test_read_since_counts_what_the_ring_could_not_hold(pulse):
     samples, position = audio.read_since(0)
     assert position == 6400 and len(samples) == audio._size and samples[-1] == 99.0
     assert audio.overruns >= 1
+
+
+def _hog_the_gil(stop):
+    x = 0
+    while not stop.is_set():
+        for i in range(100_000):
+            x += i
+
+
+def test_speaker_playback_does_not_underrun_while_python_threads_are_busy(pulse, tmp_path, capfd):
+    # --play on a show machine: the render and OSC threads hold the GIL in turns, and the
+    # playback callback waits for it. With PortAudio's low default latency that starved
+    # the stream and ALSA printed "underrun occurred" lines by the dozen.
+    path = tmp_path / "tone.wav"
+    write_audio_wav(path, tone(3.0), RATE)
+    stop = threading.Event()
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.02)  # a busy interpreter: each thread keeps the GIL for up to 20 ms
+    hogs = [threading.Thread(target=_hog_the_gil, args=(stop,)) for _ in range(2)]
+    try:
+        for hog in hogs:
+            hog.start()
+        with FileSource(path, play=True, output_device="pulse") as source:
+            time.sleep(2.5)
+            underruns = source.underruns
+    finally:
+        stop.set()
+        for hog in hogs:
+            hog.join()
+        sys.setswitchinterval(interval)
+    err = capfd.readouterr().err
+    assert "underrun" not in err, err[:300]
+    assert underruns == 0

@@ -20,9 +20,14 @@ import numpy as np
 from live.audio.devices import AudioDeviceError, find_device, import_sounddevice
 from live.audio.gain import checked_db, gain_and_gate
 
-__all__ = ["FileSource", "RESYNC_S"]
+__all__ = ["FileSource", "PLAY_LATENCY_S", "RESYNC_S"]
 
 RESYNC_S = 0.05         # speaker playback this far off the wall clock jumps back onto it
+# Speaker playback is for rehearsal, and the file clock is shifted by the stream's latency
+# anyway (what you hear is what is analysed), so it can afford a deep buffer: PortAudio's
+# low default (~35 ms) starved while the render thread held the GIL and ALSA printed an
+# "underrun occurred" line for each starved block.
+PLAY_LATENCY_S = 0.25
 
 
 def _copy_span(src: np.ndarray, pos: int, out: np.ndarray, loop: bool) -> None:
@@ -82,6 +87,7 @@ class FileSource:
         self._start: float | None = None
         self._play_pos = 0
         self._out_latency = 0.0
+        self.underruns = 0  # playback blocks the speaker stream reported late (counted, not logged)
 
     def start(self) -> None:
         if self._start is not None:
@@ -92,7 +98,8 @@ class FileSource:
             try:
                 self._stream = sd.OutputStream(
                     device=self._output["index"], samplerate=self.sample_rate,
-                    channels=self._play.shape[1], dtype="float32", callback=self._play_callback)
+                    channels=self._play.shape[1], dtype="float32", callback=self._play_callback,
+                    latency=PLAY_LATENCY_S)
             except sd.PortAudioError as e:
                 raise AudioDeviceError(
                     f"cannot play {self.sample_rate} Hz audio on {self._output['name']!r} ({e}); "
@@ -112,6 +119,8 @@ class FileSource:
         self._start = None
 
     def _play_callback(self, outdata: np.ndarray, frames: int, time_info, status) -> None:
+        if status.output_underflow:
+            self.underruns += 1
         delay = time_info.outputBufferDacTime - time_info.currentTime
         if not 0.0 <= delay <= 1.0:   # a host API that does not know: trust the stream
             delay = self._out_latency
@@ -131,6 +140,21 @@ class FileSource:
         end = int((now - self._start) * self.sample_rate)   # samples due so far
         _copy_span(self._mono, end - len(x), x, self.loop)
         return gain_and_gate(x, self.gain_db, self.gate_db), self._start + (end - 1) / self.sample_rate
+
+    @property
+    def frames_received(self) -> int:
+        """Samples due since start, as AudioInput counts them: where a reader of every sample begins."""
+        return 0 if self._start is None else max(0, int((time.monotonic() - self._start) * self.sample_rate))
+
+    def read_since(self, position: int) -> tuple[np.ndarray, int]:
+        """Every sample (mono, gain applied, no gate) from absolute sample ``position`` up to
+        now and the position to ask from next time, like AudioInput.read_since: a recording
+        of the show (or a take) gets the file's audio as it was played."""
+        now = self.frames_received
+        position = min(max(0, int(position)), now)
+        x = np.zeros(now - position, np.float32)
+        _copy_span(self._mono, position, x, self.loop)
+        return gain_and_gate(x, self.gain_db, None), now
 
     @property
     def position(self) -> float:
