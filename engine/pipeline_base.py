@@ -6,11 +6,11 @@ from typing import Iterable, Optional
 
 from .bending import Bender
 from .bends import Bend
-from .segments import SegmentedUNet
+from .segments import SegmentedUNet, TracedSegment
 
 log = logging.getLogger("netbend.pipeline")
 
-PIPELINE_BACKENDS = ("eager", "compile", "tensorrt")
+PIPELINE_BACKENDS = ("eager", "compile", "trace", "tensorrt")
 
 
 def shared_segments(model, backend: str, bender: Optional[Bender] = None, compile_options: Optional[dict] = None,
@@ -39,6 +39,16 @@ def shared_segments(model, backend: str, bender: Optional[Bender] = None, compil
     return cache[key]
 
 
+def traced_vae(model) -> tuple[TracedSegment, TracedSegment]:
+    """``model.encode_image`` and ``model.decode_latent`` as TorchScript graphs (the trace
+    back-end), kept with the VAE so every pipeline on this model shares their traces."""
+    cache = model.vae.__dict__
+    if "_netbend_traced" not in cache:
+        cache["_netbend_traced"] = (TracedSegment(model.encode_image, "vae.encode", [model.vae]),
+                                    TracedSegment(model.decode_latent, "vae.decode", [model.vae]))
+    return cache["_netbend_traced"]
+
+
 def check_size(config, pipeline: str) -> None:
     """width/height: None (the model's native size) or a multiple of 8, at least 8."""
     for name in ("width", "height"):
@@ -53,6 +63,8 @@ class BentPipeline:
     eager     the U-Net as diffusers runs it, with a Bender hook on every point
     compile   a ``SegmentedUNet`` of torch.compile'd segments with the block-level bends
               between them (hooks only for points inside blocks, while such a bend is set)
+    trace     the same segments as TorchScript graphs traced at first use (no compiler,
+              a second to make; no Python per module, which is most of a small U-Net's time)
     tensorrt  the same segments as TensorRT engines, at this pipeline's size (CUDA only)
     """
 
@@ -71,6 +83,9 @@ class BentPipeline:
             batch = 2 if float(getattr(config, "guidance", 0.0)) > 1.0 else 1  # classifier-free guidance doubles it
             self.unet = shared_segments(model, backend, self.bender, size=(w, h), batch=batch)
             self.unet.bender = self.bender
+        # the VAE passes of every frame; (B, 3, H, W) in [0, 1] <-> scaled latents
+        self.encode_image, self.decode_latent = (traced_vae(model) if backend == "trace"
+                                                 else (model.encode_image, model.decode_latent))
         self._prepared = False
 
     def claim(self) -> None:

@@ -14,7 +14,9 @@ down block's skip connections are left as they were, a bend at ``conv_in`` reach
 first skip too (it bends the conv's output).
 
 Back-ends: ``eager`` calls the segments directly; ``compile`` wraps each segment in
-``torch.compile``; ``onnx`` and ``tensorrt`` call runners made from exported segments
+``torch.compile``; ``trace`` runs each segment as a TorchScript graph traced at the first
+call of each input shape (``TracedSegment``: a second to make, no compiler, and no Python
+left per module); ``onnx`` and ``tensorrt`` call runners made from exported segments
 (``engine.export.load_onnx_segments``, ``engine.tensorrt.load_engines``), at the one
 shape they were exported for. The bends always run as plain eager code between segments and are read
 from ``bends_by_point`` and ``step`` at call time, so changing a bend's operator, param,
@@ -29,6 +31,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
@@ -40,7 +43,7 @@ from .bends import Bend, apply_bends
 
 log = logging.getLogger("netbend.segments")
 
-BACKENDS = ("eager", "compile", "onnx", "tensorrt")
+BACKENDS = ("eager", "compile", "trace", "onnx", "tensorrt")
 RUNNER_BACKENDS = ("onnx", "tensorrt")  # segments run by given runners (engine.export, engine.tensorrt)
 
 
@@ -92,13 +95,80 @@ def default_compile_options(device: torch.device) -> dict:
     return {"backend": "aot_eager"}
 
 
+def _signature(value):
+    """What a traced graph is specialised to: a tensor's shape, dtype, device and layout; a
+    tuple's items; any other value (None, an upsample size) as itself."""
+    if isinstance(value, Tensor):
+        return (tuple(value.shape), value.dtype, value.device, value.stride())
+    if isinstance(value, tuple):
+        return tuple(_signature(v) for v in value)
+    return value
+
+
+def _is_tensors(value) -> bool:
+    return isinstance(value, Tensor) or (isinstance(value, tuple) and bool(value)
+                                         and all(isinstance(v, Tensor) for v in value))
+
+
+class _SegmentModule(nn.Module):
+    """One segment function as a Module whose forward takes only its tensor arguments, the
+    others fixed: what ``torch.jit.trace`` needs. The modules the function runs are
+    submodules (only those: TorchScript wraps every submodule it is given), so the traced
+    graph reads their own parameters, not copies."""
+
+    def __init__(self, parts: Iterable[nn.Module], fn: Callable, args: tuple):
+        super().__init__()
+        self.parts = nn.ModuleList(parts)
+        self._fn = fn
+        self._slots = [i for i, a in enumerate(args) if _is_tensors(a)]
+        self._fixed = [None if i in self._slots else a for i, a in enumerate(args)]  # no example tensors kept
+
+    def forward(self, *tensors):
+        args = list(self._fixed)
+        for i, value in zip(self._slots, tensors):
+            args[i] = value
+        return self._fn(*args)
+
+
+class TracedSegment:
+    """A segment run as TorchScript: traced (``torch.jit.trace``) the first time it meets
+    an input signature (shapes, dtypes, devices, strides, non-tensor arguments), then run
+    from that graph, which skips the Python of every diffusers module inside the segment;
+    at 64x64 on a CPU that Python is most of the U-Net's time. Tracing records one path
+    through the code, so a graph is only reused for inputs of the signature it was traced
+    at; a new signature traces a new graph (``traces`` counts them)."""
+
+    def __init__(self, fn: Callable, name: str, parts: Iterable[nn.Module]):
+        self.fn, self.name = fn, name
+        self.parts = [p for p in parts if p is not None]  # the modules fn runs
+        self.graphs: dict = {}
+        self.traces = 0
+
+    def __call__(self, *args):
+        key = _signature(args)
+        graph = self.graphs.get(key)
+        tensors = tuple(a for a in args if _is_tensors(a))
+        if graph is None:
+            module = _SegmentModule(self.parts, self.fn, args)
+            with warnings.catch_warnings():
+                # TracerWarnings about shape-dependent Python (fixed per signature here) and
+                # torch's deprecation notice for TorchScript
+                warnings.simplefilter("ignore")
+                graph = torch.jit.trace(module, tensors, check_trace=False)
+            self.graphs[key] = graph
+            self.traces += 1
+            log.debug("traced segment %s for %s", self.name, key)
+        return graph(*tensors)
+
+
 class SegmentedUNet(nn.Module):
     """A diffusers U-Net run as segments, with block-level bends applied between them.
 
     ``bends_by_point`` maps a point name to its bends and ``step`` is the denoising step the
     bends see; both are plain attributes read on every call (``set_bends`` fills the dict
     from any bends, resolving integer layers). ``backend`` is "eager" or "compile";
-    ``compile_options`` go to ``torch.compile`` (default: ``default_compile_options``).
+    ``compile_options`` go to ``torch.compile`` (default: ``default_compile_options``);
+    "trace" runs TorchScript graphs of the segments (``TracedSegment``).
     """
 
     def __init__(self, unet: nn.Module, backend: str = "eager", compile_options: Optional[dict] = None,
@@ -136,6 +206,11 @@ class SegmentedUNet(nn.Module):
             self.compile_options = dict(compile_options or default_compile_options(device))
             self._run = {name: torch.compile(fn, dynamic=False, fullgraph=False, **self.compile_options)
                          for name, fn in self.segments.items()}
+        elif backend == "trace":
+            if not hasattr(torch.jit, "trace"):
+                raise ValueError(f"the trace back-end needs torch.jit.trace, which torch {torch.__version__} "
+                                 "does not have; use eager or compile")
+            self._run = {name: TracedSegment(fn, name, self._parts(name)) for name, fn in self.segments.items()}
         else:
             self._run = self.segments
         log.info("U-Net in %d segments, backend %s %s", len(self._run), backend, self.compile_options or "")
@@ -185,6 +260,20 @@ class SegmentedUNet(nn.Module):
             # operator that returns another layout would otherwise cost a recompile
             y = torch.empty_like(x).copy_(y)
         return y
+
+    def _parts(self, name: str) -> list[nn.Module]:
+        """The U-Net modules the segment ``name`` runs."""
+        u = self.unet
+        if name == "time":
+            return [u.time_proj, u.time_embedding, u.time_embed_act]
+        if name == "conv_in":
+            return [u.conv_in]
+        if name == "mid":
+            return [u.mid_block]
+        if name == "out":
+            return [u.conv_norm_out, u.conv_act, u.conv_out]
+        kind, index = name.split(".")
+        return [(u.down_blocks if kind == "down" else u.up_blocks)[int(index)]]
 
     # --- segments: pieces of UNet2DConditionModel.forward, called as it calls them ---------
     def _time(self, sample: Tensor, timesteps: Tensor) -> Tensor:

@@ -106,7 +106,7 @@ def test_unsupported_configs_and_arguments(tiny):
         check_supported(UNet2DConditionModel(**{**config, "addition_embed_type": "text"}))
     with pytest.raises(ValueError, match="needs a diffusers UNet2DConditionModel"):
         SegmentedUNet(torch.nn.Conv2d(4, 4, 3))
-    with pytest.raises(ValueError, match="unknown segment backend 'trt'; allowed: eager, compile, onnx, tensorrt"):
+    with pytest.raises(ValueError, match="unknown segment backend 'trt'; allowed: eager, compile, trace, onnx, tensorrt"):
         segmented_unet(tiny, backend="trt")
     with pytest.raises(ValueError, match="the tensorrt back-end needs a runner for every segment; missing: time, "):
         SegmentedUNet(tiny.unet, backend="tensorrt", runners={})
@@ -248,7 +248,7 @@ def test_compile_backend_inner_bends_fall_back_to_hooks(tiny, compiled_pipes, ca
 def test_unknown_pipeline_backend_lists_allowed(tiny):
     from engine.stream import StreamPipeline
 
-    with pytest.raises(ValueError, match="unknown backend 'fast'; allowed: eager, compile, tensorrt"):
+    with pytest.raises(ValueError, match="unknown backend 'fast'; allowed: eager, compile, trace, tensorrt"):
         StreamPipeline(tiny, backend="fast")
 
 
@@ -275,3 +275,71 @@ def test_a_bad_compile_backend_from_the_environment_is_named(monkeypatch):
         default_compile_options(torch.device("cpu"))
     monkeypatch.setenv("NETBEND_COMPILE_BACKEND", "aot_eager")
     assert default_compile_options(torch.device("cuda")) == {"backend": "aot_eager"}
+
+
+# --- the trace back-end: TorchScript graphs of the segments --------------------------------
+
+def trace_counts(seg):
+    return {name: run.traces for name, run in seg._run.items()}
+
+
+def test_traced_equals_eager_and_block_bend_changes_trace_nothing(tiny):
+    seg = segmented_unet(tiny, backend="trace")
+    inputs = unet_inputs(tiny)
+    assert torch.equal(segmented(seg, inputs), plain(tiny, inputs))  # the same kernels, run from a graph
+    assert set(trace_counts(seg).values()) == {1}  # every segment traced, once
+    outputs = []
+    for bends in ([Bend("add", layer="mid", param=0.7)], [Bend("multiply", layer="up.1", param=1.7)],
+                  BLOCK_BENDS, [Bend("add", layer="down.2", param=0.5)], []):
+        seg.set_bends(bends)
+        out = segmented(seg, inputs)
+        assert torch.allclose(out, plain(tiny, inputs, bends), atol=1e-6, rtol=1e-5), bends
+        outputs.append(out)
+    assert set(trace_counts(seg).values()) == {1}, "a bend change traced a segment again"
+    assert all(differs(a, b) for a, b in zip(outputs, outputs[1:]))
+    seg.remove()
+
+
+def test_traced_segments_trace_again_for_a_new_shape_and_use_hooks_for_inner_bends(tiny, caplog):
+    seg = segmented_unet(tiny, backend="trace")
+    for size in (8, 12):  # 12: odd for the upsamplers, so the up blocks get an explicit size
+        inputs = unet_inputs(tiny, size=size)
+        assert torch.equal(segmented(seg, inputs), plain(tiny, inputs))
+    assert set(trace_counts(seg).values()) == {2}
+    inner = [Bend("add", layer="down.1.attentions.0", param=0.5), Bend("multiply", layer="mid", param=1.2)]
+    seg.set_bends(inner)
+    inputs = unet_inputs(tiny)
+    with caplog.at_level(logging.INFO, logger="netbend.segments"):
+        out = segmented(seg, inputs)
+    assert torch.allclose(out, plain(tiny, inputs, inner), atol=1e-6, rtol=1e-5)  # the hook's bend is in
+    assert any("not segment boundaries" in r.getMessage() for r in caplog.records)
+    seg.set_bends([])
+    assert torch.equal(segmented(seg, inputs), plain(tiny, inputs)) and hook_count(tiny.unet) == 0
+    seg.remove()
+
+
+def test_trace_backend_pipeline_equals_eager(tiny):
+    """The stream pipeline on the trace back-end (U-Net segments and both VAE passes traced)
+    makes the eager pipeline's frames, bends and bend changes included."""
+    from engine.stream import StreamConfig, StreamPipeline
+
+    tiny.unet.__dict__.pop("_netbend_segments", None)
+    config = dict(prompt="a test", steps=2, strength=0.6, seed=3)
+    fast = StreamPipeline(tiny, StreamConfig(**config), backend="trace")
+    slow = StreamPipeline(tiny, StreamConfig(**config))
+    try:
+        fast.prepare()
+        slow.prepare()
+        assert torch.allclose(fast.image, slow.image, atol=1e-5)
+        for bends in ([Bend("rotate", layer="mid", param=0.4, opts={"plane": "R1"}), Bend("erode", "up.1", 2.0)],
+                      [Bend("add", layer="latent", param=0.2), Bend("multiply", layer="down.2", param=1.4)], []):
+            fast.bends = bends
+            slow.bends = bends
+            assert torch.allclose(fast.step(), slow.step(), atol=1e-4), bends
+        encode, decode = fast.encode_image, fast.decode_latent
+        assert encode.traces == 1 and decode.traces == 1
+        assert set(trace_counts(fast.unet).values()) == {1}
+    finally:
+        fast.bender.remove()
+        slow.bender.remove()
+        tiny.unet.__dict__.pop("_netbend_segments", None)
