@@ -40,9 +40,14 @@ def load_image(path: Union[str, Path], size: Optional[tuple[int, int]] = None) -
 
 def save_png(image: Tensor, path: Union[str, Path]) -> None:
     """Write atomically: a temp file next to the target, then rename."""
+    write_png(to_uint8(image), path)
+
+
+def write_png(array: np.ndarray, path: Union[str, Path]) -> None:
+    """(H, W, 3) uint8 to a PNG, atomically (a temp file next to the target, then rename)."""
     from PIL import Image
 
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(to_uint8(image)).save(tmp, format="PNG")
+    Image.fromarray(array).save(tmp, format="PNG")
     tmp.replace(path)

@@ -42,20 +42,38 @@ def _user_errors() -> tuple[type, ...]:
 def _render(args: argparse.Namespace) -> int:
     from live.cli.render import RenderJob, parse_size, parse_span, render
 
+    if args.ray not in (None, "auto") and (Path(args.ray).exists() or ":" not in args.ray):
+        args.audio, args.ray = [args.ray, *args.audio], "auto"  # `--ray a.wav b.wav`: an address has a :PORT
     if args.take and args.audio:
         raise ValueError("give an AUDIO file or --take, not both (a take renders with its own recorded audio)")
     if args.steps is not None and not 1 <= args.steps <= 50:
         raise ValueError(f"--steps must be 1..50, got {args.steps}")
+    if args.output is None and args.jobs is None:
+        raise ValueError("render needs -o OUT.mp4 (a folder with several AUDIO files), or --jobs FILE")
+    if args.jobs is not None and args.audio:
+        raise ValueError("give AUDIO files or --jobs, not both (the batch file names each job's audio)")
     job = RenderJob(
-        output=Path(args.output), preset=args.preset, audio=Path(args.audio) if args.audio else None,
+        output=Path(args.output or "."), preset=args.preset, audio=Path(args.audio[0]) if args.audio else None,
         model=args.model, fps=args.fps, size=parse_size(args.size), span=parse_span(args.seconds),
         frames_dir=Path(args.frames_dir) if args.frames_dir else None, allow_pickle=args.allow_pickle,
         device=args.device, progress=not args.quiet, take=Path(args.take) if args.take else None,
         steps=args.steps, backend=args.backend,
     )
-    result = render(job)
-    print(f"wrote {result.output}: {result.frames} frames at {args.fps:g} fps, {result.audio_seconds:.2f} s of audio; "
-          f"rendered {result.rendered} frames in {result.seconds:.1f} s ({result.fps:.2f} frames/s)")
+    from live.cli.batch import check_distinct, jobs_for_files, load_batch
+
+    jobs = (load_batch(Path(args.jobs), job) if args.jobs else
+            jobs_for_files([Path(a) for a in args.audio], job) if len(args.audio) > 1 else [job])
+    check_distinct(jobs)
+    if args.ray is not None:
+        from live.cli.cluster import render_on_ray
+
+        results = render_on_ray(jobs, address=args.ray, chunk=args.ray_chunk, workers=args.ray_workers,
+                                progress=not args.quiet)
+    else:
+        results = [render(j) for j in jobs]
+    for j, result in zip(jobs, results):
+        print(f"wrote {result.output}: {result.frames} frames at {j.fps:g} fps, {result.audio_seconds:.2f} s of audio; "
+              f"rendered {result.rendered} frames in {result.seconds:.1f} s ({result.fps:.2f} frames/s)")
     return 0
 
 
@@ -105,7 +123,12 @@ def _sweep(args: argparse.Namespace) -> int:
     job = SweepJob(output=Path(args.output), preset=args.preset, operator=args.operator,
                    params=args.params, layers=args.layers, model=args.model, size=parse_size(args.size),
                    opts=args.opt or [], device=args.device, backend=args.backend)
-    result = sweep(job)
+    if args.ray is not None:
+        from live.cli.cluster import sweep_on_ray
+
+        result = sweep_on_ray(job, address=args.ray, workers=args.ray_workers)
+    else:
+        result = sweep(job)
     print(f"wrote {result}")
     return 0
 

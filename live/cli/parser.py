@@ -20,8 +20,11 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 def _render_parser(sub) -> None:
     p = sub.add_parser("render", help="render an audio file (or the built-in demo) to an MP4 with sound")
-    p.add_argument("audio", nargs="?", help="any audio file FFmpeg reads (wav, flac, mp3, ogg…); default: built-in demo")
-    p.add_argument("-o", "--output", required=True, help="the .mp4 to write")
+    p.add_argument("audio", nargs="*", help="any audio file FFmpeg reads (wav, flac, mp3, ogg…); default: built-in "
+                                            "demo; several: -o is a folder for their videos")
+    p.add_argument("-o", "--output", help="the .mp4 to write (a folder, with several AUDIO files)")
+    p.add_argument("--jobs", metavar="FILE", help="a TOML batch file of renders, one [[render]] table each "
+                                                  "(see live/cli/batch.py)")
     p.add_argument("--preset", default="default", help="a preset name (see `netbend presets`) or a .toml path")
     _model_args(p)
     p.add_argument("--fps", type=float, default=20.0, help="frames per second (default 20: one per 50 ms window)")
@@ -33,6 +36,18 @@ def _render_parser(sub) -> None:
     p.add_argument("--allow-pickle", action="store_true", help="allow loading pickled .ckpt/.bin checkpoints "
                                                                "(they can run code: only files you trust)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _ray_args(p, chunks=True)
+
+
+def _ray_args(p, chunks: bool = False) -> None:
+    g = p.add_argument_group("Ray (pip install -e '.[cluster]')")
+    g.add_argument("--ray", nargs="?", const="auto", metavar="auto|ADDRESS",
+                   help="run on a Ray cluster: auto (the running one, or a local one) or HOST:PORT of its head")
+    g.add_argument("--ray-workers", type=int, metavar="N", help="Ray actors to use (default: one per GPU, "
+                                                                "or per CPU on a cluster without GPUs)")
+    if chunks:
+        g.add_argument("--ray-chunk", type=int, default=8, metavar="FRAMES",
+                       help="walk frames per actor call (default 8; see scripts/ray_bench.py)")
 
 
 def _live_parser(sub) -> None:
@@ -82,6 +97,7 @@ def _sweep_parser(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="the .png to write")
     p.add_argument("--size", help="WIDTHxHEIGHT of each cell")
     _model_args(p)
+    _ray_args(p)
 
 
 def _features_parser(sub) -> None:

@@ -91,7 +91,8 @@ class RenderResult:
         return self.rendered / self.seconds if self.seconds > 0 else float("nan")
 
 
-def _load_audio(job: RenderJob) -> tuple[np.ndarray, int, str]:
+def load_job_audio(job: RenderJob) -> tuple[np.ndarray, int, str]:
+    """The job's audio span as (samples, rate, a name for messages)."""
     from live.media import load_audio
 
     if job.audio is None:
@@ -112,7 +113,8 @@ def _fingerprint(samples: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(samples).tobytes()).hexdigest()[:16]
 
 
-def _check_manifest(frames_dir: Path, manifest: dict) -> None:
+def check_manifest(frames_dir: Path, manifest: dict) -> None:
+    """Write the manifest into a new frames folder; refuse a folder of another render."""
     path = frames_dir / MANIFEST
     if path.exists():
         try:
@@ -131,13 +133,17 @@ def _check_manifest(frames_dir: Path, manifest: dict) -> None:
         tmp.replace(path)
 
 
-def _frame_path(frames_dir: Path, i: int) -> Path:
+def frame_path(frames_dir: Path, i: int) -> Path:
     return frames_dir / f"frame_{i:06d}.png"
 
 
-def render(job: RenderJob) -> RenderResult:
-    """Render ``job``; raises RenderError / PresetError / MediaError / ModelNotFoundError
-    / TakeError with a clear message before anything is written when an input is wrong."""
+def frames_folder(job: RenderJob, output: Path) -> Path:
+    """``--frames-dir``, or a hidden folder beside the output (removed after success)."""
+    return Path(job.frames_dir) if job.frames_dir is not None else output.with_name(f".{output.name}.frames")
+
+
+def check_job(job: RenderJob) -> Path:
+    """The checks on a job's own fields, before anything is loaded; its output path."""
     if not (math.isfinite(job.fps) and 0 < job.fps <= 240):
         raise RenderError(f"bad --fps {job.fps}; allowed: 0 < fps <= 240")
     output = Path(job.output)
@@ -145,35 +151,49 @@ def render(job: RenderJob) -> RenderResult:
         raise RenderError(f"output {str(output)!r} must end in .mp4")
     if not output.parent.exists():
         raise RenderError(f"output folder {str(output.parent)!r} does not exist")
-    source = _TakeFrames(job) if job.take is not None else _AudioFrames(job)
+    return output
+
+
+def render(job: RenderJob) -> RenderResult:
+    """Render ``job``; raises RenderError / PresetError / MediaError / ModelNotFoundError
+    / TakeError with a clear message before anything is written when an input is wrong."""
+    output = check_job(job)
+    source = TakeFrames(job) if job.take is not None else AudioFrames(job)
     return _render_frames(job, output, source)
 
 
-class _AudioFrames:
-    """Frames of a preset's pipeline driven by an audio file's features (the paper's way)."""
+class AudioFrames:
+    """Frames of a preset's pipeline driven by an audio file's features (the paper's way).
 
-    def __init__(self, job: RenderJob):
+    ``preset`` and ``audio`` (samples, rate), when given, stand for the job's preset and
+    audio files (a Ray worker gets them from the driver); ``load`` stands for load_model
+    (a worker's shares one model between jobs)."""
+
+    def __init__(self, job: RenderJob, preset=None, audio: Optional[tuple[np.ndarray, int]] = None, load=None):
         from engine.features import analyze
         from engine.models import load_model
         from engine.pipelines import MappedBends, make_pipeline
         from live.control.presets import load_preset
 
-        preset = load_preset(job.preset)
-        self.samples, self.rate, audio_name = _load_audio(job)
+        load = load or load_model
+        preset = preset if preset is not None else load_preset(job.preset)
+        self.samples, self.rate, audio_name = (*audio, "the audio") if audio is not None else load_job_audio(job)
         if len(self.samples) == 0:
             raise RenderError(f"{audio_name}: no audio in the selected span")
         mono = self.samples.mean(axis=1) if self.samples.ndim == 2 else self.samples
         self.table = analyze(mono, self.rate, fps=job.fps)
         self.total = len(self.table)  # ceil(duration * fps)
         model_name = job.model or preset.model
-        model = load_model(model_name, vae=preset.vae, device=job.device, allow_pickle=job.allow_pickle)
+        model = load(model_name, vae=preset.vae, device=job.device, allow_pickle=job.allow_pickle)
         config = preset.config()
         if job.size is not None:
             config.width, config.height = job.size
         self.pipe = make_pipeline(preset.pipeline, model, config, backend=job.backend)
         self.height, self.width = self.pipe.size
+        self.preset = preset
         self.driven = MappedBends(preset.bends, preset.mappings)
         self.pipe.bends = self.driven.bends  # validates every layer against this model before any work
+        self.next = 0  # the frame the mappings' smoothing state stands before
         self.dt = 1.0 / job.fps
         self.manifest = {"preset": preset.to_dict(), "model": model_name, "width": self.width,
                          "height": self.height, "fps": job.fps, "frames": self.total,
@@ -183,22 +203,35 @@ class _AudioFrames:
     def audio(self):
         return (self.samples, self.rate)
 
+    def seek(self, i: int) -> None:
+        """Bring the mappings' smoothing state to just before frame i, replaying the
+        features from the start when i lies behind it (cheap: numpy only), so that walk
+        frames computed in any order get the params of an in-order render."""
+        from engine.pipelines import MappedBends
+
+        if i < self.next:
+            self.driven, self.next = MappedBends(self.preset.bends, self.preset.mappings), 0
+        for k in range(self.next, i):
+            self.driven.update(self.table.frame(k), self.dt)
+        self.next = i
+
     def resume(self, done: int, last) -> None:
-        for i in range(done):  # replay the mappings' smoothing up to where we resume
-            self.driven.update(self.table.frame(i), self.dt)
+        self.seek(done)  # replay the mappings' smoothing up to where we resume
         self.pipe.resume(last.to(self.pipe.model.device, self.pipe.model.dtype), done)
 
     def frame(self, i: int):
+        self.seek(i)
         self.pipe.bends = self.driven.update(self.table.frame(i), self.dt)
+        self.next = i + 1
         return self.pipe.frame(i, self.total)
 
 
-class _TakeFrames:
+class TakeFrames:
     """Frames of a recorded rehearsal take, re-rendered offline: the take's commands are
     applied by the same Show the live app runs, on a clock that advances one frame at a
-    time, against the take's recorded feature stream."""
+    time, against the take's recorded feature stream. ``load`` stands for load_model."""
 
-    def __init__(self, job: RenderJob):
+    def __init__(self, job: RenderJob, load=None):
         from engine.models import load_model
         from engine.stream import StreamConfig, StreamPipeline
         from live.show.show import Show
@@ -209,7 +242,7 @@ class _TakeFrames:
         state = take.start_state
         self.total = max(1, math.ceil(take.duration * job.fps))
         model_name = job.model or take.model or "sd-turbo"
-        model = load_model(model_name, device=job.device, allow_pickle=job.allow_pickle)
+        model = (load or load_model)(model_name, device=job.device, allow_pickle=job.allow_pickle)
         size = job.size or take.size
         config = StreamConfig(prompt=state.prompt, strength=state.strength, seed=state.seed,
                               steps=job.steps or 1, width=size[0] if size else None, height=size[1] if size else None)
@@ -264,40 +297,48 @@ class _TakeFrames:
 def _render_frames(job: RenderJob, output: Path, source) -> RenderResult:
     """Frames to the frames folder (resuming from what is there), then the MP4."""
     import torch
-    from PIL import Image
     from tqdm import tqdm
 
     import engine.images as images
-    from live.media import VideoWriter
 
     total = source.total
     keep_frames = job.frames_dir is not None
-    frames_dir = Path(job.frames_dir) if keep_frames else output.with_name(f".{output.name}.frames")
+    frames_dir = frames_folder(job, output)
     frames_dir.mkdir(parents=True, exist_ok=True)
-    _check_manifest(frames_dir, source.manifest)
+    check_manifest(frames_dir, source.manifest)
 
     done = 0
-    while done < total and _frame_path(frames_dir, done).exists():
+    while done < total and frame_path(frames_dir, done).exists():
         done += 1
     if done:
-        source.resume(done, images.load_image(_frame_path(frames_dir, done - 1)))
+        source.resume(done, images.load_image(frame_path(frames_dir, done - 1)))
         log.info("resuming at frame %d of %d from %s", done, total, frames_dir)
 
     started = time.perf_counter()
     bar = tqdm(total=total, initial=done, unit="frame", desc="render", disable=not job.progress)
     with torch.inference_mode():
         for i in range(done, total):
-            images.save_png(source.frame(i), _frame_path(frames_dir, i))
+            images.save_png(source.frame(i), frame_path(frames_dir, i))
             bar.update(1)
     bar.close()
     elapsed = time.perf_counter() - started
 
     audio = source.audio
-    with VideoWriter(output, source.width, source.height, job.fps, audio=audio) as video:
-        for i in range(total):
-            with Image.open(_frame_path(frames_dir, i)) as im:
-                video.write(np.asarray(im.convert("RGB")))
+    encode_frames(output, frames_dir, total, source.width, source.height, job.fps, audio)
     if not keep_frames:
         shutil.rmtree(frames_dir, ignore_errors=True)
     seconds = len(audio[0]) / audio[1] if audio is not None else total / job.fps
     return RenderResult(output, total, total - done, elapsed, seconds)
+
+
+def encode_frames(output: Path, frames_dir: Path, total: int, width: int, height: int, fps: float,
+                  audio: Optional[tuple[np.ndarray, int]]) -> None:
+    """Frames 0 .. total - 1 of the folder into the MP4, with the audio under them."""
+    from PIL import Image
+
+    from live.media import VideoWriter
+
+    with VideoWriter(output, width, height, fps, audio=audio) as video:
+        for i in range(total):
+            with Image.open(frame_path(frames_dir, i)) as im:
+                video.write(np.asarray(im.convert("RGB")))

@@ -72,13 +72,18 @@ def _default_layers(pipeline: str, steps: int) -> list[str]:
     return [f"latent@{s}" for s in sorted({0, steps // 2, (4 * steps) // 5})]
 
 
-def sweep(job: SweepJob) -> Path:
-    import torch
-    from PIL import Image, ImageDraw, ImageFont
+@dataclass
+class SweepPlan:
+    """What a sweep will draw, checked before any model is loaded: the cells row by row
+    (each row: the unbent image, then one bend per param)."""
+    preset: object
+    config: object
+    layers: list[str]
+    params: list[float]
+    cells: list[list[Bend]]
 
-    from engine.images import to_uint8
-    from engine.models import load_model
-    from engine.pipelines import make_pipeline
+
+def plan_sweep(job: SweepJob) -> SweepPlan:
     from live.control.presets import load_preset
 
     output = Path(job.output)
@@ -94,17 +99,46 @@ def sweep(job: SweepJob) -> Path:
     layers = [s for s in (job.layers.split(",") if job.layers else
                           _default_layers(preset.pipeline, getattr(config, "steps", 1)))]
     parsed = [parse_layer(s) for s in layers]
-    model = load_model(job.model or preset.model, vae=preset.vae, device=job.device)
-    pipe = make_pipeline(preset.pipeline, model, config, backend=job.backend)
+    cells = [bends for layer, step in parsed
+             for bends in [[]] + [[Bend(job.operator, layer, r, step=step, opts=opts)] for r in params]]
+    return SweepPlan(preset, config, layers, params, cells)
 
-    def image(bends: list[Bend]):
-        pipe.bends = bends
-        pipe.prepare()  # every cell from the same seed and start
-        with torch.inference_mode():
-            return Image.fromarray(to_uint8(pipe.frame(0, 1)))
 
-    grid = [[image([])] + [image([Bend(job.operator, layer, r, step=step, opts=opts)]) for r in params]
-            for layer, step in parsed]
+def sweep_pipeline(job: SweepJob, plan: SweepPlan):
+    """The model and pipeline every cell is drawn with."""
+    from engine.models import load_model
+    from engine.pipelines import make_pipeline
+
+    model = load_model(job.model or plan.preset.model, vae=plan.preset.vae, device=job.device)
+    return make_pipeline(plan.preset.pipeline, model, plan.config, backend=job.backend)
+
+
+def cell_image(pipe, bends: list[Bend]):
+    """One cell: the first frame with these bends, from the same seed and start as every other."""
+    import torch
+    from PIL import Image
+
+    from engine.images import to_uint8
+
+    pipe.bends = bends
+    pipe.prepare()
+    with torch.inference_mode():
+        return Image.fromarray(to_uint8(pipe.frame(0, 1)))
+
+
+def sweep(job: SweepJob) -> Path:
+    plan = plan_sweep(job)
+    pipe = sweep_pipeline(job, plan)
+    return write_sheet(job, plan, [cell_image(pipe, bends) for bends in plan.cells])
+
+
+def write_sheet(job: SweepJob, plan: SweepPlan, images: list) -> Path:
+    """The cells (PIL images, row by row) as the labelled sheet, written atomically."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    output, params, layers = Path(job.output), plan.params, plan.layers
+    columns = len(params) + 1
+    grid = [images[r * columns:(r + 1) * columns] for r in range(len(layers))]
     cell_h, cell_w = grid[0][0].height, grid[0][0].width
     font = ImageFont.load_default()
     label_w, label_h, pad = 110, 22, 4
