@@ -26,6 +26,7 @@ from torch import Tensor
 
 from .pipeline_base import BentPipeline, check_size
 from .bends import Bend
+from .prompts import PromptSchedule
 from .sampling import alphas_cumprod, guided_unet, predict_x0, seeded_noise, slerp
 
 
@@ -42,6 +43,7 @@ class StreamConfig:
     prompt_blend_frames: int = 8  # a prompt change slerps over this many frames instead of cutting
     color_coherence: float = 0.0  # 0..1 pull of each frame's colour statistics to the first frame's
     noise_floor: float = 0.0  # std of fresh noise added to the fed-back latent
+    prompts: Optional[list] = None  # a prompt schedule [[seconds, prompt], ...], read at frame_index / fps
 
     def __post_init__(self) -> None:
         if not 1 <= int(self.steps) <= 50:
@@ -55,6 +57,8 @@ class StreamConfig:
             raise ValueError(f"color_coherence must be in 0..1, got {self.color_coherence}")
         if self.noise_floor < 0 or not math.isfinite(self.noise_floor):
             raise ValueError(f"noise_floor must be >= 0, got {self.noise_floor}")
+        if self.prompts is not None:
+            PromptSchedule.parse(self.prompts)  # validates
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -68,6 +72,8 @@ def stream_timesteps(steps: int, strength: float, num_train_timesteps: int = 100
 
 
 class StreamPipeline(BentPipeline):
+    fps = 20.0  # frames per second of a render: the clock a prompt schedule is read by
+
     def __init__(self, model, config: Optional[StreamConfig] = None, bends: Iterable[Bend] = (),
                  backend: str = "eager"):
         super().__init__(model, config or StreamConfig(), bends, backend)
@@ -84,7 +90,9 @@ class StreamPipeline(BentPipeline):
         T = len(acp)
         self._set_schedule()
         self._set_noise()
-        self._emb = m.encode_prompt([c.prompt])
+        self._schedule = PromptSchedule.parse(c.prompts) if c.prompts is not None else None
+        self._embeddings = self._schedule.encode_all(m.encode_prompt) if self._schedule else None
+        self._emb = self._schedule.embedding(0.0, self._embeddings) if self._schedule else m.encode_prompt([c.prompt])
         self._emb_from, self._emb_to, self._blend_left = self._emb, self._emb, 0
         self._uncond = m.encode_prompt([""]) if c.guidance > 1.0 else None
         if init_image is None:
@@ -144,7 +152,8 @@ class StreamPipeline(BentPipeline):
 
     def set_prompt(self, prompt: str) -> None:
         """Blend to a new prompt over ``prompt_blend_frames`` frames (slerp), from wherever
-        the current blend is."""
+        the current blend is. A prompt schedule stops here: the performer has taken over."""
+        self._schedule = None
         self.config.prompt = prompt
         self._emb_from = self._emb
         self._emb_to = self.model.encode_prompt([prompt])
@@ -153,7 +162,9 @@ class StreamPipeline(BentPipeline):
             self._emb = self._emb_to
 
     def _advance_prompt(self) -> None:
-        if self._blend_left > 0:
+        if self._schedule is not None:
+            self._emb = self._schedule.embedding(self.frame_index / self.fps, self._embeddings)
+        elif self._blend_left > 0:
             n = self.config.prompt_blend_frames
             self._blend_left -= 1
             self._emb = slerp(self._emb_from, self._emb_to, (n - self._blend_left) / n)

@@ -161,3 +161,26 @@ def test_sd_1_4_alias_is_the_papers_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     with pytest.raises(ModelNotFoundError, match="CompVis/stable-diffusion-v1-4"):
         load_model("sd-1.4", device="cpu")
+
+
+def test_stream_follows_a_prompt_schedule_until_a_prompt_is_set(tiny):
+    from engine.stream import StreamConfig, StreamPipeline
+
+    pipe = StreamPipeline(tiny, StreamConfig(prompt="x", seed=3, prompts=[[0, "neon"], [1, "fog"], [2, "sea"]]))
+    pipe.fps = 4.0
+    pipe.prepare()
+    enc = {p: tiny.encode_prompt([p]) for p in ("neon", "fog", "sea")}
+    torch.testing.assert_close(pipe.prompt_embeds, enc["neon"])
+    seen = []
+    for _ in range(10):
+        pipe.step()
+        seen.append(pipe.prompt_embeds.clone())
+    torch.testing.assert_close(seen[2], torch.lerp(enc["neon"], enc["fog"], 0.5))  # frame 2 at 0.5 s
+    torch.testing.assert_close(seen[6], torch.lerp(enc["fog"], enc["sea"], 0.5))
+    torch.testing.assert_close(seen[9], enc["sea"])
+    pipe.set_prompt("neon")  # a performer's prompt wins over the schedule
+    for _ in range(9):
+        pipe.step()
+    torch.testing.assert_close(pipe.prompt_embeds, enc["neon"])
+    with pytest.raises(ValueError, match="times must increase"):
+        StreamConfig(prompts=[[1, "a"], [1, "b"]])
