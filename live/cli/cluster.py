@@ -49,7 +49,7 @@ def require_ray():
         import ray
     except ImportError:
         raise RayUnavailable(f"--ray needs Ray, which is not installed; install the cluster extra: {INSTALL} "
-                             "(or pip install 'ray>=2.9')") from None
+                             "(or pip install 'ray>=2.40')") from None
     return ray
 
 
