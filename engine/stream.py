@@ -185,6 +185,11 @@ class StreamPipeline(BentPipeline):
         """The current frame of the feedback loop (the prepared first frame before any step)."""
         return self._image if self._prepared else None
 
+    @property
+    def prompt_embeds(self) -> Optional[Tensor]:
+        """The prompt embeddings the next step uses (B, 77, D); None before ``prepare()``."""
+        return self._emb if self._prepared else None
+
     def frame(self, i: int = 0, total: Optional[int] = None) -> Tensor:
         """The next frame of the feedback loop (the common pipeline call; i is not needed)."""
         return self.step()

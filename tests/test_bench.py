@@ -136,7 +136,8 @@ def test_bench_json_file_holds_the_same_json(bench):
 
 @pytest.mark.parametrize("argv, message", [
     (["--backend", "tensorrt"], "--backend tensorrt: no CUDA GPU"),
-    (["--backend", "onnx"], "unknown --backend 'onnx'; allowed: eager, compile, tensorrt"),
+    (["--backend", "onnx"], "unknown --backend 'onnx'; allowed: eager, compile, trace, tensorrt"),
+    (["--peer", "streamdiffusion"], "unknown --peer 'streamdiffusion'; allowed: diffusers"),
     (["--size", "64x60"], "bad --size '64x60'"),
     (["--size", "big"], "bad --size 'big'"),
     (["--frames", "0"], "--frames must be >= 1"),
@@ -162,3 +163,24 @@ def test_json_into_a_missing_folder_fails_before_running(capsys, tmp_path):
     code = main(["bench", "--json", str(tmp_path / "nope" / "b.json")])
     assert code == 2
     assert "its folder does not exist" in capsys.readouterr().err
+
+
+def test_peer_diffusers_times_the_same_work_in_the_same_run():
+    """--peer diffusers: diffusers' img2img pipeline runs the stream's timesteps beside
+    netbend's step (trace back-end here: its figures and the peer's come from one run)."""
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = main(["bench", "--model", "tiny", "--backend", "trace", "--peer", "diffusers", "--frames", "3",
+                     "--warmup", "1", "--device", "cpu"])
+    assert code == 0
+    result = json.loads(stdout.getvalue())
+    peer = result["peer"]
+    assert peer["name"] == "diffusers" and peer["pipeline"] == "StableDiffusionImg2ImgPipeline"
+    assert peer["num_inference_steps"] == 2 and peer["strength"] == 0.5  # 1 step at strength 0.5
+    assert peer["timesteps"] == peer["netbend_timesteps"] == [499] and peer["same_timesteps"]
+    assert peer["frame_ms"]["n"] == 3
+    assert peer["ratio"] == pytest.approx(peer["frame_ms"]["p50"] / result["step_ms"]["p50"], rel=1e-3)
+    assert peer["netbend_step_ms_p50"] == result["step_ms"]["p50"]
+    assert peer["ratio_no_bends"] > 0 and math.isfinite(peer["ratio_no_bends"])
+    assert "--peer diffusers" in result["command"] and "--backend trace" in result["command"]
+    assert result["speedup_over_eager"]["ratio"] > 0  # the eager twin ran beside the traced pipeline

@@ -188,7 +188,7 @@ def _bench(args: argparse.Namespace) -> int:
     opts = BenchOptions(model=args.model, size=parse_size(args.size), steps=args.steps, backend=args.backend,
                         bends=args.bends, frames=args.frames, warmup=args.warmup, device=args.device,
                         json=Path(args.json) if args.json else None, dtype=args.dtype,
-                        channels_last=args.channels_last)
+                        channels_last=args.channels_last, peer=args.peer)
     result = run_bench(opts)
     if opts.json is not None:
         write_json(opts.json, result)

@@ -50,7 +50,7 @@ from live.display.upload import FramePacker, choose_upload
 
 log = logging.getLogger("netbend.bench")
 
-BACKENDS = ("eager", "compile", "tensorrt")
+BACKENDS = ("eager", "compile", "trace", "tensorrt")
 SCHEMA = 2  # bump when a key changes meaning
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # recorded in "command" when set
 
@@ -106,6 +106,10 @@ NOTES = [
     "copy of the model, same config and bends, interleaved in the same cycles) over this back-end's median. "
     "compiles counts torch.compile's graphs and frames before and after the measured frames: recompiles_during"
     "_measurement must be 0 however the bends change.",
+    "peer (--peer diffusers): diffusers' StableDiffusionImg2ImgPipeline on its own copy of the model, never bent, "
+    "one img2img frame on its own previous frame per cycle with the stream's prompt embeddings, steps, strength, "
+    "guidance and size (timesteps lists what it ran); ratio = its median frame over netbend's median pipe.step() "
+    "with the bends on (ratio_no_bends: with none), measured in the same cycles.",
     "timing: perf_counter, bracketed by torch.cuda.synchronize on CUDA; after the warm-up frames. "
     "load_average_1m near or above device.logical_cpus means other processes competed for the CPU and the "
     "tails (p95, p99, max) are theirs as much as the model's.",
@@ -129,6 +133,7 @@ class BenchOptions:
     json: Optional[Path] = None
     dtype: Optional[str] = None  # fp16 | bf16 | fp32; None: the model's default for the device (engine.models)
     channels_last: bool = False  # U-Net and VAE weights in channels-last memory format
+    peer: Optional[str] = None  # "diffusers": its img2img pipeline timed on the same work (live.cli.peers)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -147,6 +152,10 @@ class BenchOptions:
                 raise BenchError(f"unknown --dtype {self.dtype!r}; allowed: {', '.join(DTYPES)}")
         if self.json is not None and not Path(self.json).expanduser().resolve().parent.is_dir():
             raise BenchError(f"--json {str(self.json)!r}: its folder does not exist")
+        from live.cli.peers import PEERS
+
+        if self.peer is not None and self.peer not in PEERS:
+            raise BenchError(f"unknown --peer {self.peer!r}; allowed: {', '.join(PEERS)}")
 
     def command(self) -> str:
         """The equivalent command line, every option explicit (so it reproduces the run), after the
@@ -166,6 +175,8 @@ class BenchOptions:
             args += ["--dtype", self.dtype]
         if self.channels_last:
             args += ["--channels-last"]
+        if self.peer is not None:
+            args += ["--peer", self.peer]
         if self.json is not None:
             args += ["--json", str(self.json)]
         return shlex.join(args)
@@ -267,9 +278,9 @@ def _churn_bends(n: int, index: int, layers: list[str], rms: float) -> list[Bend
 def _replica(pipe: StreamPipeline, now: Callable[[], float], packer) -> dict[str, float]:
     """``pipe.step()`` stage by stage, on its prepared tensors; the pipeline state is left as is.
     Mirrors the default stream config (no colour coherence, no noise floor)."""
-    m, c = pipe.model, pipe.config
+    c = pipe.config
     t0 = now()
-    x0 = pipe._latent if c.latent_feedback else m.encode_image(pipe._image)  # (1, C, h, w)
+    x0 = pipe._latent if c.latent_feedback else pipe.encode_image(pipe._image)  # (1, C, h, w)
     t1 = now()
     for k in range(c.steps):
         a = pipe._alpha_bars[k]
@@ -279,7 +290,7 @@ def _replica(pipe: StreamPipeline, now: Callable[[], float], packer) -> dict[str
         x0 = predict_x0(out, x_t, a, pipe._prediction_type)
     x0 = pipe.bender.latent(x0, c.steps)
     t2 = now()
-    frame = m.decode_latent(x0)  # (1, 3, H, W)
+    frame = pipe.decode_latent(x0)  # (1, 3, H, W)
     t3 = now()
     packer.pack(frame)
     t4 = now()
@@ -344,6 +355,11 @@ def run_bench(opts: BenchOptions) -> dict:
         eager = StreamPipeline(model_for_bench(),
                                StreamConfig(steps=opts.steps, width=width, height=height))
         eager.prepare()
+    peer = None  # diffusers' own pipeline on a third copy of the model (never bent)
+    if opts.peer is not None:
+        from live.cli.peers import make_peer
+
+        peer = make_peer(opts.peer, model_for_bench(), pipe)
     if opts.size is None:
         height, width = pipe.size
     setup_s = time.perf_counter() - started
@@ -360,7 +376,8 @@ def run_bench(opts: BenchOptions) -> dict:
     hooks_before = pipe.bender.attached
     unet_hooks_before = _forward_hooks(model.unet)
 
-    times: dict[str, list[float]] = {k: [] for k in ("features", "off", "on", "step_on", "churn", "latency", "eager")}
+    times: dict[str, list[float]] = {k: [] for k in ("features", "off", "on", "step_on", "step_off", "churn", "latency", "eager",
+                                                     "peer")}
     stages: dict[str, list[float]] = {k: [] for k in ("encode", "unet", "decode", "upload")}
     load_before = _load_average()
     audio_t0 = now()
@@ -379,8 +396,9 @@ def run_bench(opts: BenchOptions) -> dict:
         if record is None:
             return
         times[record].append(ready - t_start)
+        if record in ("on", "off"):
+            times[f"step_{record}"].append(t_step - t_set)
         if record == "on":
-            times["step_on"].append(t_step - t_set)
             # the newest feature frame ready at t_start: hop boundaries on the audio clock, each
             # published features_estimate after its window's last sample was captured
             k = math.floor((t_start - audio_t0 - features_estimate) / FEATURE_HOP_S)
@@ -414,6 +432,11 @@ def run_bench(opts: BenchOptions) -> dict:
         frame(_churn_bends(opts.bends, cycle, layers, rms), "churn" if measuring else None)
         if eager is not None:
             frame(on_bends, "eager" if measuring else None, eager)
+        if peer is not None:
+            t_peer = now()
+            peer.frame()
+            if measuring:
+                times["peer"].append(now() - t_peer)
     compiles_after = _compile_counts()
     load_after = _load_average()
     hooks_after = pipe.bender.attached
@@ -490,6 +513,7 @@ def run_bench(opts: BenchOptions) -> dict:
             "hooks_unchanged": hooks_before == hooks_after and unet_hooks_before == unet_hooks_after,
         },
         "speedup_over_eager": _speedup(times["eager"], on) if eager is not None else None,
+        "peer": _peer(peer, times) if peer is not None else None,
         "compiles": {
             "before_measurement": compiles_before,
             "after_measurement": compiles_after,
@@ -504,6 +528,14 @@ def _speedup(eager_seconds: list[float], backend: dict) -> dict:
     eager = _summary(eager_seconds)
     return {"eager_ms_p50": eager["p50"], "backend_ms_p50": backend["p50"], "ratio": _r(eager["p50"] / backend["p50"]),
             "eager_ms": eager}
+
+
+def _peer(peer, times: dict[str, list[float]]) -> dict:
+    """The peer's frame against netbend's ``pipe.step()`` (bends on and off), same cycles."""
+    frame, on, off = _summary(times["peer"]), _summary(times["step_on"]), _summary(times["step_off"])
+    return {**peer.describe(), "frame_ms": frame, "netbend_step_ms_p50": on["p50"],
+            "netbend_step_no_bends_ms_p50": off["p50"], "ratio": _r(frame["p50"] / on["p50"]),
+            "ratio_no_bends": _r(frame["p50"] / off["p50"])}
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -121,11 +121,14 @@ def _bench_parser(sub) -> None:
                                                    "any --model name (default tiny)")
     p.add_argument("--size", help="WIDTHxHEIGHT, multiples of 8 (default: the model's native size)")
     p.add_argument("--steps", type=int, default=1, help="denoising steps per frame (default 1)")
-    p.add_argument("--backend", default="eager", help="eager | compile (torch.compile'd U-Net segments; "
-                                                      "the eager figures are measured alongside)")
+    p.add_argument("--backend", default="eager", help="eager | compile (torch.compile'd U-Net segments) | trace "
+                                                      "(TorchScript-traced segments and VAE) | tensorrt; for all "
+                                                      "but eager the eager figures are measured alongside")
     p.add_argument("--dtype", help="fp16 | bf16 | fp32 (default: fp16 on CUDA, fp32 on CPU)")
     p.add_argument("--channels-last", action="store_true", help="U-Net and VAE weights in channels-last format")
     p.add_argument("--bends", type=int, default=2, help="bends active in the bends-on frames (default 2)")
+    p.add_argument("--peer", help="diffusers: also time diffusers' StableDiffusionImg2ImgPipeline on the same work "
+                                  "(same model, prompt embeddings, steps, strength, size) and report the ratio")
     p.add_argument("--frames", type=int, help="measured frames per condition (default: 50 for tiny on CPU, "
                                               "3 for other models on CPU, 200 on CUDA)")
     p.add_argument("--warmup", type=int, help="warm-up cycles before measuring (default 5 / 1 / 20)")
