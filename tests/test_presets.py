@@ -62,14 +62,17 @@ def test_shipped_preset_round_trips(path, tmp_path):
 
 
 def test_paper_piano_mesh_is_the_papers_setup():
+    """As the authors' code made it (issue 11): SD 1.4, seed 46, the code's walk, R1 at
+    layer 40 by 25 x rms unclipped, a rectangular window."""
     p = load_preset("paper-piano-mesh")
-    assert (p.pipeline, p.model) == ("walk", "sd-1.5")
+    assert (p.pipeline, p.model, p.taper) == ("walk", "sd-1.4", "none")
     c = p.config()
-    assert (c.prompt, c.steps, c.guidance, c.seed) == ("3D mesh geometry", 50, 7.5, 42)
+    assert (c.prompt, c.steps, c.guidance, c.seed) == ("3D mesh geometry", 50, 7.5, 46)
+    assert (c.walk, c.amplitude, c.period) == ("base_circle", 0.3, None)
     (bend,), (mapping,) = p.bends, p.mappings
-    assert (bend.operator, bend.layer, bend.step, bend.opts["plane"]) == ("rotate", "latent", frozenset({40}), "R1")
+    assert (bend.operator, bend.layer, bend.step) == ("R1", "latent", frozenset({40}))
     assert mapping.feature == "rms"
-    assert mapping.out_range == pytest.approx((0.0, 2 * math.pi))
+    assert (mapping.in_range, mapping.out_range) == ((0.0, 1.0), (0.0, 25.0))  # 25 rms
 
 
 def test_paper_floating_orb_is_the_papers_setup():
@@ -124,7 +127,7 @@ BAD = {
     "wrong-table": ('name = "x"\npipeline = "walk"\n[chain]\nstrength = 0.5\n', ["chain", "walk preset", "[walk]"]),
     "bad-strength": ('name = "x"\n[stream]\nstrength = 1.5\n', ["stream.strength", "(0, 1]", "1.5"]),
     "strength-type": ('name = "x"\n[stream]\nstrength = "high"\n', ["stream.strength", "number", "'high'"]),
-    "unknown-setting": ('name = "x"\n[stream]\nprompts = "a"\n', ["stream", "'prompts'", "prompt, steps"]),
+    "unknown-setting": ('name = "x"\n[stream]\npromt = "a"\n', ["stream", "'promt'", "prompt, steps"]),
     "size-in-table": ('name = "x"\n[stream]\nwidth = 512\n', ["stream.width", "[model]"]),
     "bad-width": ('name = "x"\n[model]\nwidth = 500\n', ["model.width", "multiple of 8"]),
     "unknown-model-key": ('name = "x"\n[model]\nsize = 5\n', ["model", "'size'", "name, vae, width, height"]),

@@ -13,11 +13,13 @@ human-editable TOML file.
     prompt = "3D mesh geometry"
     steps = 50
 
+    [features]                        # optional: how audio features are taken
+    taper = "hann"                    # hann (default) | none (the paper's rectangular window)
+
     [[bends]]                         # fields of engine.bends.Bend, in order of application
-    operator = "rotate"
-    layer = "latent"
-    step = 40
-    opts = { plane = "R1" }
+    operator = "R1"
+    layer = "latent@40"               # the paper's layer 40; U-Net points: unet:N or a name
+
       [bends.mapping]                 # optional: fields of engine.mappings.Mapping
       feature = "rms"
       in_range = [0.0, 0.5]
@@ -29,7 +31,8 @@ and what is allowed::
 
     presets/x.toml: bends[1].operator: unknown operator 'rotat'; valid operators: ...
 
-Layers are checked only for their form here ("latent", a point name, an index >= 0):
+Layers are checked only for their form here ("latent@N", "latent", "unet:N", a point name;
+a bare number is refused with both spellings, see engine.bends.parse_layer):
 whether ``up.2.attentions.1`` exists depends on the model, so the pipeline's ``Bender``
 checks names against the loaded U-Net when the preset is applied.
 
@@ -56,6 +59,7 @@ import tomli_w
 
 from engine.bends import Bend
 from engine.chain import ChainConfig
+from engine.features import TAPERS
 from engine.mappings import Mapping
 from engine.operators import get_operator
 from engine.stream import StreamConfig
@@ -70,7 +74,8 @@ __all__ = [
 
 PIPELINES = ("stream", "walk", "chain")
 CONFIGS: dict[str, type] = {"stream": StreamConfig, "walk": WalkConfig, "chain": ChainConfig}
-TOP_KEYS = ("name", "description", "pipeline", "model", "bends")  # and the pipeline's own table
+TOP_KEYS = ("name", "description", "pipeline", "model", "bends", "features")  # and the pipeline's own table
+FEATURE_KEYS = ("taper",)
 MODEL_KEYS = ("name", "vae", "width", "height")
 SIZE_KEYS = ("width", "height")  # written in [model], passed into the pipeline config
 BEND_KEYS = tuple(f.name for f in dataclasses.fields(Bend)) + ("mapping",)
@@ -90,7 +95,7 @@ def _unknown(keys: Iterable[str], allowed: Iterable[str]) -> str:
 
 # -- value types -------------------------------------------------------------------------
 
-_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "an array"}
 
 
 def _type_ok(value: Any, typ: type) -> bool:
@@ -152,6 +157,7 @@ class Preset:
     settings: dict = field(default_factory=dict)  # the pipeline table: fields of its config
     bends: list = field(default_factory=list)  # list[Bend], applied in order
     mappings: list = field(default_factory=list)  # list[Mapping | None], aligned with bends
+    taper: str = "hann"  # [features] taper: the analysis window (none = the paper's rectangular one)
 
     def __post_init__(self) -> None:
         try:
@@ -172,6 +178,8 @@ class Preset:
             value = getattr(self, key)
             if value is not None:
                 _expect(value, int, f"model.{key}")
+        if self.taper not in TAPERS:
+            raise PresetError(None, "features.taper", f"unknown taper {self.taper!r}; allowed: {_join(TAPERS)}")
         self.settings = self._checked_settings(dict(self.settings))
         self.bends, self.mappings = list(self.bends), list(self.mappings)
         for i, bend in enumerate(self.bends):
@@ -234,6 +242,7 @@ class Preset:
             bends.append(b)
         if bends:
             d["bends"] = bends
+        d["features"] = {"taper": self.taper}
         return d
 
     @classmethod
@@ -260,7 +269,7 @@ def _parse(d: Any, default_name: Optional[str]) -> dict[str, Any]:
                                          f"table is [{pipeline}] (or set pipeline = \"{key}\")")
     unknown = [k for k in d if k not in TOP_KEYS and k != pipeline]
     if unknown:
-        raise PresetError(None, None, _unknown(unknown, TOP_KEYS[:4] + (pipeline, "bends")))
+        raise PresetError(None, None, _unknown(unknown, TOP_KEYS[:4] + (pipeline, "bends", "features")))
 
     name = d.get("name", default_name)
     if name is None:
@@ -293,13 +302,23 @@ def _parse(d: Any, default_name: Optional[str]) -> dict[str, Any]:
     parsed = [_parse_bend(b, f"bends[{i}]") for i, b in enumerate(raw_bends)]
     kwargs["bends"] = [b for b, _ in parsed]
     kwargs["mappings"] = [m for _, m in parsed]
+
+    features = d.get("features", {})
+    if not isinstance(features, dict):
+        raise PresetError(None, "features", f"must be a table ([features]) (got {features!r})")
+    unknown = [k for k in features if k not in FEATURE_KEYS]
+    if unknown:
+        raise PresetError(None, "features", _unknown(unknown, FEATURE_KEYS))
+    if "taper" in features:
+        _expect(features["taper"], str, "features.taper")
+        kwargs["taper"] = features["taper"]
     return kwargs
 
 
 # Bend fields and the TOML types each may take (Bend itself checks the values).
 _BEND_TYPES: dict[str, tuple[type, ...]] = {
     "operator": (str,), "layer": (str, int), "param": (float,), "target": (str, list),
-    "step": (int, str, list), "normalize": (int,), "opts": (dict,), "enabled": (bool,),
+    "step": (int, str, list), "normalize": (int, str), "opts": (dict,), "enabled": (bool,),
 }
 
 
@@ -322,9 +341,9 @@ def _parse_bend(d: Any, key: str) -> tuple[Bend, Optional[Mapping]]:
         raise PresetError(None, f"{key}.operator", str(e)) from None
     fields_ = {k: v for k, v in d.items() if k != "mapping"}
     try:
-        bend = Bend.from_dict(fields_)
+        bend = Bend.from_dict(fields_, bare_int="refuse")  # a bare layer number is ambiguous in a preset
     except (ValueError, TypeError) as e:
-        blamed = _blame(Bend.from_dict, {"operator": op}, fields_, key, e)
+        blamed = _blame(lambda f: Bend.from_dict(f, bare_int="refuse"), {"operator": op}, fields_, key, e)
         if blamed.key == f"{key}.opts":  # point at the option itself
             blamed = _blame(lambda o: Bend(op, opts=o), {}, d["opts"], blamed.key, ValueError(blamed.problem))
         raise blamed from None
