@@ -32,6 +32,9 @@ class RenderError(ValueError):
     """A render that cannot start: the message says what was wrong and what is allowed."""
 
 
+MAX_SIDE = 4096  # pixels: a 4096x4096 frame is 64x SD-Turbo's compute and ~1 GB of latents in fp16
+
+
 def parse_size(text: Optional[str]) -> Optional[tuple[int, int]]:
     """'WxH' -> (width, height), multiples of 8."""
     if text is None:
@@ -42,6 +45,8 @@ def parse_size(text: Optional[str]) -> Optional[tuple[int, int]]:
         raise RenderError(f"bad --size {text!r}; write WIDTHxHEIGHT, e.g. 512x512") from None
     if w < 8 or h < 8 or w % 8 or h % 8:
         raise RenderError(f"bad --size {text!r}; width and height must be multiples of 8, at least 8")
+    if w > MAX_SIDE or h > MAX_SIDE:
+        raise RenderError(f"bad --size {text!r}; width and height are at most {MAX_SIDE} (SD-Turbo is made for 512)")
     return w, h
 
 
@@ -76,6 +81,8 @@ class RenderJob:
     take: Optional[Path] = None  # render a rehearsal take instead of an audio file
     steps: Optional[int] = None  # take renders: denoising steps (more than live for full quality)
     backend: str = "eager"  # eager | compile (the U-Net as compiled segments)
+    init_image: Optional[Path] = None  # chain and stream: frame 0 grows from this image (img2img)
+    prompts: Optional[str] = None  # a prompt schedule "0:a|12.5:b" (seconds): replaces the preset's prompt
 
 
 @dataclass
@@ -151,6 +158,17 @@ def check_job(job: RenderJob) -> Path:
         raise RenderError(f"output {str(output)!r} must end in .mp4")
     if not output.parent.exists():
         raise RenderError(f"output folder {str(output.parent)!r} does not exist")
+    if output.is_dir():
+        raise RenderError(f"output {str(output)!r} is a folder; give the path of the .mp4 to write")
+    if job.init_image is not None and not Path(job.init_image).is_file():
+        raise RenderError(f"--init-image {str(job.init_image)!r} is not a file")
+    if job.prompts is not None:
+        from engine.prompts import PromptSchedule
+
+        try:
+            PromptSchedule.parse(job.prompts)
+        except ValueError as e:
+            raise RenderError(f"bad --prompts: {e}") from None
     return output
 
 
@@ -160,6 +178,18 @@ def render(job: RenderJob) -> RenderResult:
     output = check_job(job)
     source = TakeFrames(job) if job.take is not None else AudioFrames(job)
     return _render_frames(job, output, source)
+
+
+def _with_prompts(config, prompts: str):
+    """The config with a prompt schedule from the command line in place of its prompt(s)."""
+    import dataclasses
+
+    from engine.prompts import PromptSchedule
+
+    others = {"prompt_to": None} if hasattr(config, "prompt_to") else {}
+    if hasattr(config, "prompt_after_first"):
+        others["prompt_after_first"] = None
+    return dataclasses.replace(config, prompts=PromptSchedule.parse(prompts).to_list(), **others)
 
 
 class AudioFrames:
@@ -173,7 +203,7 @@ class AudioFrames:
         from engine.features import analyze
         from engine.models import load_model
         from engine.pipelines import MappedBends, make_pipeline
-        from live.control.presets import load_preset
+        from live.control.presets import load_preset, load_preset_model
 
         load = load or load_model
         preset = preset if preset is not None else load_preset(job.preset)
@@ -181,14 +211,25 @@ class AudioFrames:
         if len(self.samples) == 0:
             raise RenderError(f"{audio_name}: no audio in the selected span")
         mono = self.samples.mean(axis=1) if self.samples.ndim == 2 else self.samples
-        self.table = analyze(mono, self.rate, fps=job.fps)
+        self.table = analyze(mono, self.rate, fps=job.fps, taper=preset.taper)  # the preset's [features] window
         self.total = len(self.table)  # ceil(duration * fps)
-        model_name = job.model or preset.model
-        model = load(model_name, vae=preset.vae, device=job.device, allow_pickle=job.allow_pickle)
+        if job.init_image is not None and preset.pipeline == "walk":
+            raise RenderError(f"--init-image is for chain and stream presets; {preset.name!r} is a walk "
+                              "(txt2img from noise)")
+        model, preset = load_preset_model(preset, job.model, load=load, device=job.device,
+                                          allow_pickle=job.allow_pickle)
+        model_name = model.name
         config = preset.config()
         if job.size is not None:
             config.width, config.height = job.size
+        if job.prompts is not None:
+            config = _with_prompts(config, job.prompts)
         self.pipe = make_pipeline(preset.pipeline, model, config, backend=job.backend)
+        self.pipe.fps = job.fps  # the clock of a prompt schedule
+        if job.init_image is not None:
+            from engine.images import load_image
+
+            self.pipe.prepare(init_image=load_image(job.init_image))
         self.height, self.width = self.pipe.size
         self.preset = preset
         self.driven = MappedBends(preset.bends, preset.mappings)
@@ -198,6 +239,10 @@ class AudioFrames:
         self.manifest = {"preset": preset.to_dict(), "model": model_name, "width": self.width,
                          "height": self.height, "fps": job.fps, "frames": self.total,
                          "audio": _fingerprint(self.samples)}
+        if job.init_image is not None:
+            self.manifest["init_image"] = hashlib.sha1(Path(job.init_image).read_bytes()).hexdigest()[:16]
+        if job.prompts is not None:
+            self.manifest["prompts"] = job.prompts
 
     @property
     def audio(self):
@@ -234,6 +279,7 @@ class TakeFrames:
     def __init__(self, job: RenderJob, load=None):
         from engine.models import load_model
         from engine.stream import StreamConfig, StreamPipeline
+        from live.show.disk import DiskWorker
         from live.show.show import Show
         from live.control.takes import load_take
 
@@ -251,7 +297,8 @@ class TakeFrames:
         self.height, self.width = pipe.size
         self.t = 0.0
         clock = lambda: self.t  # noqa: E731 - the show's clock is the frame time
-        self.show = Show(pipe, state, features=self, model_name=model_name, clock=clock)
+        # file work inline: a preset recalled in the take applies at the same frame on every render
+        self.show = Show(pipe, state, features=self, model_name=model_name, clock=clock, disk=DiskWorker(inline=True))
         pipe.bends = state.bends
         self.pending = list(take.commands)
         self.dt = 1.0 / job.fps

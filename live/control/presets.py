@@ -48,12 +48,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import tomli_w
 
@@ -64,17 +65,18 @@ from engine.mappings import Mapping
 from engine.operators import get_operator
 from engine.stream import StreamConfig
 from engine.walk import WalkConfig
-from live.control.preset_files import (PresetError, find_preset, preset_dirs, preset_files_in, read_toml,
+from live.control.limits import SEED_MAX
+from live.control.preset_files import (PresetError, list_presets, find_preset, preset_dirs, preset_files_in, read_toml,
                                        write_atomically)
 
 __all__ = [
     "BEND_KEYS", "CONFIGS", "MODEL_KEYS", "PIPELINES", "Preset", "SIZE_KEYS", "TOP_KEYS",
-    "check_presets", "load_preset", "save_preset",
+    "check_presets", "load_named_preset", "load_preset", "preset_state", "save_preset",
 ]
 
 PIPELINES = ("stream", "walk", "chain")
 CONFIGS: dict[str, type] = {"stream": StreamConfig, "walk": WalkConfig, "chain": ChainConfig}
-TOP_KEYS = ("name", "description", "pipeline", "model", "bends", "features")  # and the pipeline's own table
+TOP_KEYS = ("name", "description", "pipeline", "model", "bends", "features", "on")  # and the pipeline's own table
 FEATURE_KEYS = ("taper",)
 MODEL_KEYS = ("name", "vae", "width", "height")
 SIZE_KEYS = ("width", "height")  # written in [model], passed into the pipeline config
@@ -158,6 +160,7 @@ class Preset:
     bends: list = field(default_factory=list)  # list[Bend], applied in order
     mappings: list = field(default_factory=list)  # list[Mapping | None], aligned with bends
     taper: str = "hann"  # [features] taper: the analysis window (none = the paper's rectangular one)
+    overrides: dict = field(default_factory=dict)  # [on.<model>]: partial presets merged on for that model
 
     def __post_init__(self) -> None:
         try:
@@ -206,6 +209,8 @@ class Preset:
                 del settings[key]  # None is the default; TOML cannot write it anyway
                 continue
             _expect(value, typ, f"{table}.{key}")
+            if key == "seed" and not 0 <= value <= SEED_MAX:  # a seed OSC and torch can both carry
+                raise PresetError(None, f"{table}.seed", f"must be an integer 0..{SEED_MAX} (got {value})")
         try:
             self._config_with(settings)
         except (ValueError, TypeError) as e:
@@ -243,7 +248,24 @@ class Preset:
         if bends:
             d["bends"] = bends
         d["features"] = {"taper": self.taper}
+        if self.overrides:
+            d["on"] = {model: dict(table) for model, table in self.overrides.items()}
         return d
+
+    def for_model(self, model_name: str) -> "Preset":
+        """This preset as it runs on ``model_name``: its ``[on.<model>]`` table merged on
+        (tables merge key by key, arrays such as ``bends`` replace), or itself if it has none.
+
+        mini draws what its captions say ("orange rings on deep blue"), so a preset written
+        for SD-Turbo's open vocabulary carries an ``[on.mini]`` prompt in mini's words."""
+        table = self.overrides.get(model_name)
+        if not table:
+            return self
+        base = self.to_dict()
+        base.pop("on", None)
+        merged = _merged(base, table)
+        merged["model"] = {**merged.get("model", {}), "name": model_name}
+        return Preset.from_dict(merged, source=f"preset {self.name!r} [on.{model_name}]")
 
     @classmethod
     def from_dict(cls, d: Any, source: str = "<dict>", *, default_name: Optional[str] = None) -> "Preset":
@@ -254,6 +276,34 @@ class Preset:
             return cls(**_parse(d, default_name))
         except PresetError as e:
             raise e.at(source) from None
+
+
+def _merged(base: dict, over: dict) -> dict:
+    """``base`` with ``over`` merged on: nested tables key by key, everything else replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _parse_overrides(d: dict, pipeline: str) -> dict[str, dict]:
+    """``[on.<model>]`` tables: each a partial preset (no name, no nested ``on``), checked by
+    building the merged preset, so a bad key fails when the file is read, not mid-show."""
+    on = d.get("on", {})
+    if not isinstance(on, dict):
+        raise PresetError(None, "on", f"must be a table of per-model tables ([on.mini]) (got {on!r})")
+    for model, table in on.items():
+        if not isinstance(table, dict):
+            raise PresetError(None, f"on.{model}", f"must be a table of preset keys (got {table!r})")
+        bad = [k for k in table if k in ("name", "on")]
+        if bad:
+            raise PresetError(None, f"on.{model}", f"cannot set {_join(bad)}; allowed: the preset's other keys")
+        base = {k: v for k, v in d.items() if k != "on"}
+        try:
+            Preset.from_dict(_merged(base, table), default_name=str(d.get("name", "preset")))
+        except PresetError as e:
+            raise PresetError(None, f"on.{model}.{e.key}" if e.key else f"on.{model}", e.problem) from None
+    return {str(model): dict(table) for model, table in on.items()}
 
 
 def _parse(d: Any, default_name: Optional[str]) -> dict[str, Any]:
@@ -312,6 +362,7 @@ def _parse(d: Any, default_name: Optional[str]) -> dict[str, Any]:
     if "taper" in features:
         _expect(features["taper"], str, "features.taper")
         kwargs["taper"] = features["taper"]
+    kwargs["overrides"] = _parse_overrides(d, pipeline)
     return kwargs
 
 
@@ -369,6 +420,47 @@ def load_preset(name_or_path: Union[str, Path]) -> Preset:
     return Preset.from_dict(read_toml(path), source=str(path), default_name=path.stem)
 
 
+def load_named_preset(name: str) -> Preset:
+    """A preset by name only, from the preset folders: what OSC and the keys may load.
+
+    No paths (a controller must not make the show read /etc/shadow), and errors that name
+    the preset and its file by name only, never by absolute path or by whether some other
+    file exists. Raises PresetError.
+    """
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name) or name.startswith("."):
+        raise PresetError(None, None, f"bad preset name {name[:64]!r}: a name from `netbend presets` "
+                                      "(letters, digits, . _ -), not a path")
+    stem = name[:-5] if name.endswith(".toml") else name
+    for folder in preset_dirs():
+        path = folder / f"{stem}.toml"
+        if path.is_file():
+            try:
+                return Preset.from_dict(read_toml(path), source=f"{stem}.toml", default_name=stem)
+            except PresetError as e:
+                raise e.at(f"preset {stem}") from None
+    names = [n for n, _ in list_presets()]
+    raise PresetError(None, None, f"unknown preset {stem!r}; available: {', '.join(names) or 'none'}")
+
+
+def preset_state(which, slots: Sequence[str] = (), limits=None):
+    """The ShowState the live show gets from ``/netbend/preset/load which``, read and checked
+    at the edge (on the OSC thread, never the render thread): a name from the preset
+    folders, or a slot number into ``slots`` (the presets given on the command line, which
+    may be paths). Raises PresetError or CommandError (both ValueErrors) with the reason."""
+    from live.control.state import CommandError, state_from_preset
+
+    if isinstance(which, str):
+        preset = load_named_preset(which)
+    else:
+        n = int(which)
+        if not 1 <= n <= len(slots):
+            raise CommandError(f"preset slot {n} is empty; slots 1..{len(slots)}: {', '.join(map(str, slots))}")
+        preset = load_preset(slots[n - 1])
+    if preset.pipeline != "stream":
+        raise CommandError(f"preset {preset.name!r} is a {preset.pipeline} preset; the live show runs stream presets")
+    return state_from_preset(preset, limits=limits)
+
+
 def check_presets(paths: Optional[Iterable[Union[str, Path]]] = None) -> list[tuple[Path, Optional[str]]]:
     """(path, error or None) for each given preset, or for every preset file in every
     preset folder (a user preset hiding a shipped one does not hide the shipped one's errors)."""
@@ -412,3 +504,33 @@ def save_preset(preset: Preset, path: Union[str, Path], *, overwrite: bool = Tru
     Preset.from_dict(tomllib.loads(text), source=source)  # never write what would not load back
     write_atomically(path, text, mode)
     return path
+
+
+def load_preset_model(preset: Preset, requested: Optional[str] = None, *, load: Optional[Callable] = None,
+                      **options) -> tuple[Any, Preset]:
+    """The model ``preset`` runs on, loaded, and the preset as it runs there (``for_model``).
+
+    ``requested`` (``--model``) is always honoured and its errors raised. Otherwise the
+    preset's own model is loaded; when its weights are not on this machine, netbend's own
+    ``mini`` is used instead and one log line says so, with how to get the missing model.
+    ``load`` stands for engine.models.load_model (a Ray worker passes its cached loader).
+    """
+    import logging
+
+    from engine.model_files import ModelNotFoundError
+    from engine.models import load_model
+
+    load = load or load_model
+    name = requested or preset.model
+    vae = preset.vae if name == preset.model else "default"
+    try:
+        model = load(name, vae=vae, **options)
+    except ModelNotFoundError as e:
+        if requested or name == "mini":
+            raise
+        get = next((line.strip() for line in str(e).splitlines() if line.strip().startswith("hf download")),
+                   str(e).splitlines()[0])
+        logging.getLogger("live").warning("%s is not on this machine, so preset %r runs on netbend's own model "
+                                          "mini; to use %s: %s", name, preset.name, name, get)
+        model = load("mini", vae="default", **options)
+    return model, preset.for_model(model.name)

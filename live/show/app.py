@@ -50,6 +50,7 @@ class LiveOptions:
     allow_pickle: bool = False
     no_audio: bool = False
     backend: str = "eager"  # eager | compile: how the U-Net runs (see engine.pipeline_base)
+    outputs: Optional[object] = None  # a live.outputs.options.OutputOptions: NDI, recording, output size …
 
 
 def parse_host_port(text: str) -> tuple[str, int]:
@@ -74,20 +75,76 @@ def _audio_source(opts: LiveOptions):
     return AudioInput(device=device, channels=channels, gain_db=opts.gain_db, gate_db=opts.gate_db)
 
 
+def default_slots(count: int = 9) -> list[str]:
+    """The presets on keys 1-9 when --slots is not given: the first ``count`` that can run
+    live (stream presets), so no key recalls a preset the show must refuse."""
+    from live.control.preset_files import PresetError, list_presets
+    from live.control.presets import load_preset
+
+    slots = []
+    for name, path in list_presets():
+        try:
+            if load_preset(path).pipeline == "stream":
+                slots.append(name)
+        except PresetError as e:
+            log.warning("preset %s is not offered on a key: %s", name, e)
+        if len(slots) == count:
+            break
+    return slots
+
+
+_STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+def _stop_on_signals(stop: threading.Event) -> dict:
+    """Ctrl-C, SIGTERM and SIGHUP set ``stop`` (every thread then ends and is joined) instead
+    of raising wherever the main thread happens to be; a second one acts as usual. Returns
+    {"signal": name or None, "previous": handlers} for ``_restore_signals``. Main thread only."""
+    import signal
+
+    state: dict = {"signal": None, "previous": {}}
+    if threading.current_thread() is not threading.main_thread():
+        return state
+
+    def handler(signum, frame) -> None:
+        state["signal"] = signal.Signals(signum).name
+        stop.set()
+        _restore_signals(state)  # a second signal: the default action (KeyboardInterrupt, exit)
+
+    for name in _STOP_SIGNALS:
+        number = getattr(signal, name, None)
+        if number is not None:
+            state["previous"][number] = signal.signal(number, handler)
+    return state
+
+
+def _restore_signals(state: dict) -> None:
+    import signal
+
+    for number, previous in state["previous"].items():
+        try:
+            signal.signal(number, previous)
+        except (ValueError, OSError):
+            pass
+    state["previous"] = {}
+
+
 def run_live(opts: LiveOptions) -> dict:
     """Run the show until stopped; returns its numbers (fps, latency percentiles …)."""
     import torch
 
-    from engine.models import load_model
     from engine.stream import StreamPipeline
     from live.control.state import state_from_preset
-    from live.control.preset_files import list_presets
-    from live.control.presets import load_preset
+    from live.control.presets import load_preset, load_preset_model
     from live.show.show import Show
     from live.display.upload import CudaGLInterop, choose_upload
 
     if opts.duration is not None and opts.duration <= 0:
         raise ValueError(f"--duration must be > 0 seconds, got {opts.duration}")
+    from live.outputs.options import OutputOptions
+
+    output_options = opts.outputs or OutputOptions()
+    output_options.check()  # a wrong output option fails before the model loads
     take = None
     if opts.replay is not None:
         from live.control.takes import load_take
@@ -102,8 +159,9 @@ def run_live(opts: LiveOptions) -> dict:
         from live.display.window import Window
 
         window = Window(fullscreen=opts.fullscreen, monitor=opts.monitor)  # fails early: no display, bad monitor
-    model_name = opts.model or preset.model
-    model = load_model(model_name, vae=preset.vae, device=opts.device, allow_pickle=opts.allow_pickle)
+        window.display.framing = output_options.framing  # the window shows what the outputs get
+    model, preset = load_preset_model(preset, opts.model, device=opts.device, allow_pickle=opts.allow_pickle)
+    model_name = model.name
     config = preset.config()
     if opts.size:
         config.width, config.height = opts.size
@@ -118,7 +176,8 @@ def run_live(opts: LiveOptions) -> dict:
     pipe.bends = state.bends  # layers checked against this model before the show starts
 
     stop = threading.Event()
-    source = feature_thread = osc = player = None
+    source = feature_thread = osc = player = outputs = render = None
+    stopped_by = _stop_on_signals(stop)
     try:
         if take is not None and opts.audio_file is None and opts.audio_device is None:
             from live.control.takes import TakeFeatures
@@ -131,13 +190,17 @@ def run_live(opts: LiveOptions) -> dict:
 
             source = _audio_source(opts)
             source.start()
-            feature_thread = FeatureThread(source, hop=0.01)
+            feature_thread = FeatureThread(source, hop=0.01, taper=preset.taper)  # the starting preset's window
             feature_thread.start()
             features = feature_thread
-        slots = opts.slots or [name for name, _ in list_presets()][:9]
+        h, w = pipe.size
+        outputs = output_options.build((w, h), audio=source if hasattr(source, "read_since") else None)
+        slots = opts.slots or default_slots()
         show = Show(pipe, state, features=features, model_name=model_name, slots=slots, upload=upload,
                     take_root=opts.record.parent if opts.record else None,
-                    audio_source=source if opts.record_audio else None)
+                    # a file's audio always goes into takes (render --take has it); a line-in's on request
+                    audio_source=source if opts.record_audio or opts.audio_file is not None else None)
+        show.outputs = outputs
         if opts.osc_port is not None and opts.osc_port >= 0:
             from live.control.osc import OscControl, OscServer
 
@@ -145,7 +208,15 @@ def run_live(opts: LiveOptions) -> dict:
                 if not show.submit(command):
                     raise RuntimeError("the show is behind: command queue full, message dropped")
 
-            control = OscControl(get_state=lambda: show.state, submit=submit, layers=show.layers)
+            from live.control.limits import ModelLimits
+            from live.control.preset_files import user_preset_path
+            from live.control.presets import preset_state
+
+            limits = ModelLimits.from_pipe(pipe)
+            control = OscControl(get_state=lambda: show.state, submit=submit, layers=limits,
+                                 # presets are read on the OSC thread, by name from the preset folders
+                                 load_preset=lambda which: preset_state(which, slots, limits),
+                                 check_save=user_preset_path)
             osc = OscServer(control, host=opts.osc_host, port=opts.osc_port, allow=opts.osc_allow or None,
                             feedback=opts.osc_feedback, features_hz=opts.features_hz)
             osc.start()
@@ -171,7 +242,7 @@ def run_live(opts: LiveOptions) -> dict:
             return False
 
         if osc is not None and feature_thread is not None:
-            show.on_frame = lambda f: osc.send_features(feature_thread.latest())
+            show.on_features = osc.send_features  # every frame boundary, frozen or not
         if window is not None:
             def on_key(action: str) -> None:
                 from live.control.state import Command
@@ -196,7 +267,7 @@ def run_live(opts: LiveOptions) -> dict:
                     time.sleep(0.05)
 
             threading.Thread(target=watch, name="netbend-watch", daemon=True).start()
-            window.run(show.mailbox, stop, on_key, show.hud_lines)
+            window.run(show.mailbox, stop, on_key, lambda: show.hud_lines() + outputs.hud_lines())
         else:
             while not stop.is_set() and not should_stop():
                 show.mailbox.take()  # headless: frames are shown nowhere, but taken as a display would
@@ -204,6 +275,7 @@ def run_live(opts: LiveOptions) -> dict:
         stop.set()
         render.join(timeout=10)
         stats = show.stats()
+        stats["outputs"] = outputs.close()  # recordings finish their file here
         if window is not None and window.latencies:
             import numpy as np
 
@@ -214,10 +286,17 @@ def run_live(opts: LiveOptions) -> dict:
         if source is not None and hasattr(source, "overruns"):
             stats["audio_overruns"] = int(source.overruns)
         stats["device"] = str(model.device)
+        if stopped_by["signal"]:
+            stats["stopped_by"] = stopped_by["signal"]
         stats["model"] = model_name
         return stats
     finally:
         stop.set()
+        _restore_signals(stopped_by)
+        if render is not None and render.is_alive():
+            render.join(timeout=10)  # exiting with the render thread inside torch aborts the process
+        if outputs is not None:
+            outputs.close()  # nothing left after an error: no output thread outlives the show
         for thing in (player, osc, feature_thread, source):
             if thing is not None:
                 try:
