@@ -227,7 +227,7 @@ def train_unet(args, unet, text_encoder, tokenizer, vae, state: dict, ckpt: Chec
 
 def export(args, state: dict, out: Path) -> Path:
     """The EMA weights as a diffusers folder, written beside ``out`` and renamed into place."""
-    from engine.models import Model
+    from engine.model import Model
 
     unet, vae, text_encoder, tokenizer = mini_components(args.work / "tokenizer", args.seed)
     vae.load_state_dict(state["vae"])
