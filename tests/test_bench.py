@@ -184,3 +184,5 @@ def test_peer_diffusers_times_the_same_work_in_the_same_run():
     assert peer["ratio_no_bends"] > 0 and math.isfinite(peer["ratio_no_bends"])
     assert "--peer diffusers" in result["command"] and "--backend trace" in result["command"]
     assert result["speedup_over_eager"]["ratio"] > 0  # the eager twin ran beside the traced pipeline
+    traces = result["traces"]
+    assert traces["before_measurement"] == 14 and traces["retraces_during_measurement"] == 0  # 12 segments + 2 VAE

@@ -105,7 +105,8 @@ NOTES = [
     "speedup_over_eager (--backend other than eager): median bends-on frame of an eager twin pipeline (its own "
     "copy of the model, same config and bends, interleaved in the same cycles) over this back-end's median. "
     "compiles counts torch.compile's graphs and frames before and after the measured frames: recompiles_during"
-    "_measurement must be 0 however the bends change.",
+    "_measurement must be 0 however the bends change; traces (--backend trace) counts the TorchScript graphs "
+    "traced, and retraces_during_measurement must be 0 as well.",
     "peer (--peer diffusers): diffusers' StableDiffusionImg2ImgPipeline on its own copy of the model, never bent, "
     "one img2img frame on its own previous frame per cycle with the stream's prompt embeddings, steps, strength, "
     "guidance and size (timesteps lists what it ran); ratio = its median frame over netbend's median pipe.step() "
@@ -326,6 +327,12 @@ def _compile_counts() -> dict[str, int]:
     return {"graphs": int(counters["stats"]["unique_graphs"]), "frames": int(counters["frames"]["total"])}
 
 
+def _trace_counts(pipe: StreamPipeline) -> int:
+    """TorchScript graphs traced so far by the trace back-end's segments and VAE passes."""
+    runs = [*getattr(pipe.unet, "_run", {}).values(), pipe.encode_image, pipe.decode_latent]
+    return sum(getattr(run, "traces", 0) for run in runs)
+
+
 def run_bench(opts: BenchOptions) -> dict:
     """Load, prepare, warm up, measure; returns the figures (see NOTES)."""
     from engine.models import attention_kind, load_model
@@ -409,6 +416,7 @@ def run_bench(opts: BenchOptions) -> dict:
         measuring = cycle >= warmup
         if measuring and compiles_before is None:
             compiles_before = _compile_counts()
+            traces_before = _trace_counts(pipe)
         t_features = now()
         capture = (t_features - audio_t0) // FEATURE_HOP_S * FEATURE_HOP_S  # the newest hop boundary
         features = extractor.process(_window(capture), capture)
@@ -438,6 +446,7 @@ def run_bench(opts: BenchOptions) -> dict:
             if measuring:
                 times["peer"].append(now() - t_peer)
     compiles_after = _compile_counts()
+    traces_after = _trace_counts(pipe)
     load_after = _load_average()
     hooks_after = pipe.bender.attached
     unet_hooks_after = _forward_hooks(model.unet)
@@ -519,6 +528,11 @@ def run_bench(opts: BenchOptions) -> dict:
             "after_measurement": compiles_after,
             "recompiles_during_measurement": compiles_after["frames"] - compiles_before["frames"],
         } if opts.backend == "compile" else None,
+        "traces": {
+            "before_measurement": traces_before,
+            "after_measurement": traces_after,
+            "retraces_during_measurement": traces_after - traces_before,
+        } if opts.backend == "trace" else None,
         "last_frame_finite": finite,
         "notes": NOTES,
     }
