@@ -192,14 +192,24 @@ def load_single_file(path: Path, *, config, dtype, own_vae: bool, allow_pickle: 
             f"{path} is a pickled checkpoint ({suffix}); unpickling can run code hidden in the file, so netbend "
             "loads only .safetensors by default. Convert it to .safetensors, or if you trust its source pass "
             "allow_pickle=True (command line: --allow-pickle)")
-    if suffix not in (".safetensors", ".sft", *PICKLE_SUFFIXES):
+    if suffix not in (*SAFETENSORS_SUFFIXES, *PICKLE_SUFFIXES):
         raise ValueError(f"{path}: not a checkpoint netbend knows ({suffix or 'no suffix'}); expected .safetensors")
     try:
-        checkpoint = load_single_file_checkpoint(str(path))  # safetensors, or torch.load(weights_only=True)
+        if suffix in SAFETENSORS_SUFFIXES:
+            # read here, never by diffusers: it treats only an exact ".safetensors" suffix as
+            # safetensors and torch.loads (unpickles) anything else, ".sft" and ".SAFETENSORS" too
+            checkpoint = _read_safetensors(path)
+        else:
+            checkpoint = load_single_file_checkpoint(str(path))  # allow_pickle: torch.load(weights_only=True)
     except Exception as err:
         raise ValueError(f"could not read checkpoint {path}: {_first_line(err)}") from err
     if any(key.startswith("unet.") for key in checkpoint):  # diffusers' names: split, no conversion
         unet_state, vae_state, clip_state = _split_diffusers_layout(checkpoint)
+        if LDM_CLIP_POSITIONS not in clip_state or not vae_state and own_vae:
+            parts = sorted({key.split(".")[0] for key in checkpoint})
+            raise ValueError(f"{path} holds only {', '.join(parts)} weights; a single-file checkpoint needs the "
+                             "U-Net (unet.*), the text encoder (text_encoder.*) and, unless a TAESD or --vae is "
+                             "used, the VAE (vae.*). For a U-Net alone use a diffusers folder")
         if config is None:  # CLIP width tells SD 1.x (768) from SD 2.x (1024)
             width = clip_state[LDM_CLIP_POSITIONS].shape[-1]
             config = SD15_REPO if width == 768 else SD21_BASE_REPO
@@ -357,11 +367,30 @@ def quiet_libraries():
                 lib.enable_progress_bar()
 
 
+SAFETENSORS_SUFFIXES = (".safetensors", ".sft")  # compared lower-cased
+
+
+def _read_safetensors(path: Path) -> dict:
+    """Every tensor of a safetensors file (CPU); a file that is not one (a pickle renamed
+    .sft, say) fails here with safetensors' reason, and is never unpickled."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except SafetensorError as err:
+        raise ValueError(f"not a safetensors file ({_first_line(err)}); netbend never unpickles a file "
+                         "named .safetensors or .sft") from None
+
+
 def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError as err:
         raise ModelNotFoundError(f"{path} is missing") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelNotFoundError(f"{path} is not valid JSON ({err}); restore it from the model's download") \
+            from None
 
 
 def _first_line(err: BaseException) -> str:

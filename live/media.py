@@ -101,6 +101,30 @@ def _resample(samples: np.ndarray, rate: int, new_rate: int, layout: str) -> np.
     return np.concatenate(out).astype(np.float32, copy=False)
 
 
+def _check_wav_length(path: Path) -> None:
+    """A WAV whose header promises more audio than the file holds is cut off (or its header
+    is bogus): FFmpeg would quietly decode the part that is there, and a render would make a
+    video of a fraction of a second. MediaError naming both lengths; other files pass."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+            size = os.fstat(f.fileno()).st_size
+    except OSError:
+        return  # _open reports it
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return
+    index = 12
+    while index + 8 <= len(head):
+        chunk, length = head[index:index + 4], int.from_bytes(head[index + 4:index + 8], "little")
+        if chunk == b"data":
+            have = size - (index + 8)
+            if length not in (0, 0xFFFFFFFF) and have < length * 0.99:  # 0 / 0xFFFFFFFF: a stream's placeholder
+                raise MediaError(f"{path}: truncated or damaged WAV: its header says {length} bytes of audio, "
+                                 f"the file holds {max(0, have)}")
+            return
+        index += 8 + length + (length & 1)
+
+
 def load_audio(
     path: str | os.PathLike,
     *,
@@ -123,6 +147,7 @@ def load_audio(
     if sample_rate is not None and (int(sample_rate) != sample_rate or sample_rate <= 0):
         raise MediaError(f"{path}: sample_rate must be a positive integer, got {sample_rate!r}")
     _check_readable(path)
+    _check_wav_length(path)
 
     with _open(path) as container:
         if not container.streams.audio:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import queue
 import random
 import re
@@ -29,11 +30,14 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from engine.features import FeatureFrame
+from live.control.limits import ModelLimits
 from live.control.state import MAX_BENDS, Command, CommandError, ShowState, apply
 from live.control.osc import ERROR, STATE, STATE_END, OscControl, OscServer, PacketError, parse_packet
 
 CLIENT = Path(__file__).with_name("osc_client.py")
 LAYERS = ("conv_in", "down.0", "down.1", "down.2", "down.3", "mid", "up.0", "up.1", "up.2", "up.3", "conv_out")
+# what a model with these points allows: 4 latent channels, 64 at every U-Net point
+LIMITS = ModelLimits(LAYERS, {"latent": 4, **{name: 64 for name in LAYERS}})
 NAN, INF = float("nan"), float("inf")
 
 
@@ -42,13 +46,18 @@ def f32(x: float) -> float:
     return struct.unpack(">f", struct.pack(">f", x))[0]
 
 
+def unmapped() -> ShowState:
+    """show_with_bend() with bend 1's param set by hand (no mapping)."""
+    return apply(show_with_bend(), Command("/netbend/bend/1/feature", ("none",)), LAYERS)
+
+
 def show_with_bend() -> ShowState:
     """A show with a prompt and bend 1 (rotate at mid, mapped from rms)."""
     state = ShowState(prompt="fog", strength=0.5, seed=7)
     for address, args in [("/netbend/bend/1/operator", ("rotate",)), ("/netbend/bend/1/layer", ("mid",)),
                           ("/netbend/bend/1/param", (0.25,)), ("/netbend/bend/1/feature", ("rms",)),
                           ("/netbend/bend/1/scale", (0.0, 6.0))]:
-        state = apply(state, Command(address, args), LAYERS)
+        state = apply(state, Command(address, args), LIMITS)
     return state
 
 
@@ -77,12 +86,13 @@ class Table:
         self.submitted: list[Command] = []
         self.queue_only = queue_only
         self.clock = FakeClock()
-        self.control = OscControl(lambda: self.state, self.submit, LAYERS, clock=self.clock, **kwargs)
+        kwargs.setdefault("load_preset", lambda which: ShowState(prompt=f"preset {which}"))
+        self.control = OscControl(lambda: self.state, self.submit, LIMITS, clock=self.clock, **kwargs)
 
     def submit(self, command: Command) -> None:
         self.submitted.append(command)
         if not self.queue_only:
-            self.state = apply(self.state, command, LAYERS)
+            self.state = apply(self.state, command, LIMITS)
             self.control.applied(command)
 
     def handle(self, address: str, *args):
@@ -98,6 +108,7 @@ VALID = [  # (address, args, what the show then reads)
     ("/netbend/bend/1/layer", ("latent",), lambda s: s.slots[0].bend.layer == "latent"),
     ("/netbend/bend/1/param", (2,), lambda s: s.slots[0].bend.param == 2.0),             # int
     ("/netbend/bend/1/param", (0.5,), lambda s: s.slots[0].bend.param == 0.5),           # float
+    ("/netbend/bend/1/amount", (0.5,), lambda s: s.slots[0].bend.param == pytest.approx(math.pi)),
     ("/netbend/bend/1/scale", (0, 3), lambda s: s.slots[0].mapping.out_range == (0.0, 3.0)),
     ("/netbend/bend/1/scale", (1.5, -1.5), lambda s: s.slots[0].mapping.out_range == (1.5, -1.5)),
     ("/netbend/bend/1/feature", ("bass",), lambda s: s.slots[0].mapping.feature == "bass"),
@@ -115,19 +126,20 @@ VALID = [  # (address, args, what the show then reads)
     ("/netbend/strength", (0.3,), lambda s: s.strength == 0.3),
     ("/netbend/seed", (42,), lambda s: s.seed == 42),
     ("/netbend/seed", (42.0,), lambda s: s.seed == 42),                                  # whole float
-    ("/netbend/seed", (2**40,), lambda s: s.seed == 2**40),                              # int64
+    ("/netbend/seed", (2**31 - 1,), lambda s: s.seed == 2**31 - 1),                      # the largest
+    ("/netbend/seed", (5,), lambda s: s.seed == 5),
     ("/netbend/freeze", (1,), lambda s: s.frozen is True),
     ("/netbend/record/start", (), lambda s: s.recording is True),
     ("/netbend/record/stop", (), lambda s: s.recording is False),
-    ("/netbend/preset/load", ("stained-glass",), lambda s: True),
-    ("/netbend/preset/load", (3,), lambda s: True),
+    ("/netbend/preset/load", ("stained-glass",), lambda s: s.prompt == "preset stained-glass"),
+    ("/netbend/preset/load", (3,), lambda s: s.prompt == "preset 3"),
     ("/netbend/preset/save", ("my_take-2",), lambda s: True),
 ]
 
 
 @pytest.mark.parametrize("address,args,check", VALID, ids=[f"{a}{list(v)}" for a, v, _ in VALID])
 def test_every_address_is_accepted_and_submitted(address, args, check):
-    t = Table()
+    t = Table(unmapped() if address.endswith(("/param", "/amount")) else None)
     t.clock.t = 123.5
     assert t.handle(address, *args) == []
     assert t.submitted == [Command(address, args, time=123.5, source="osc")]
@@ -153,10 +165,8 @@ INVALID = [  # (address, args, reason pattern)
     ("/netbend/strength", (0,), r"must be in \(0, 1\]"),
     ("/netbend/strength", (NAN,), r"finite number; got nan"),
     ("/netbend/strength", (True,), r"takes a number"),
-    ("/netbend/bend/1/param", (INF,), r"finite number; got inf"),
-    ("/netbend/bend/1/param", ("lots",), r"takes a number"),
-    ("/netbend/bend/1/param", ([1.0, 2.0],), r"takes a number"),
-    ("/netbend/bend/1/param", (b"\x01",), r"takes a number"),
+    ("/netbend/bend/1/param", (0.5,), r"driven by the audio feature 'rms'.*feature none"),
+    ("/netbend/bend/1/amount", (0.5,), r"driven by the audio feature"),
     ("/netbend/bend/1/scale", (1.0,), r"two numbers"),
     ("/netbend/bend/1/scale", (0.0, NAN), r"finite"),
     ("/netbend/bend/99/param", (1.0,), rf"bend number must be 1\.\.{MAX_BENDS}; got 99"),
@@ -172,6 +182,23 @@ INVALID = [  # (address, args, reason pattern)
     ("/netbend/bend/1/wiggle", (1,), r"unknown bend field 'wiggle'"),
     ("/netbend/bend/2/param", (0.5,), r"bend 2 is empty; set /netbend/bend/2/operator first"),
     ("/netbend/seed", (1.5,), r"whole number"),
+    ("/netbend/seed", (2**31,), r"0\.\.2147483647"),
+    ("/netbend/seed", (-1,), r"0\.\.2147483647"),
+    ("/netbend/seed", (1e20,), r"0\.\.2147483647"),
+    ("/netbend/freeze", (2,), r"takes 0 or 1"),
+    ("/netbend/bend/1/scale", (0.0, 1e308), r"beyond rotate's limit"),
+    ("/netbend/bend/1/target", ("channels", 9999999), r"out of range: layer mid"),
+    ("/netbend/bend/1/curve", ("wobbly",), r"unknown curve"),
+    ("/netbend/bend/1/attack", (-1,), r"0\.\.60000"),
+    ("/netbend/bend/1/opt", ("plane",), r"option name and its value"),
+    ("/netbend/bend/1/opt", ("wobble", 1), r"no option"),
+    ("/netbend/bend/1/opt", ("plane", "R9"), r"plane"),
+    ("/netbend/bend/1/opt", ("plane", 0, 99), r"plane \(0, 99\)"),
+    ("/netbend/gain", (99,), r"-60\.\.40 dB"),
+    ("/netbend/quantize", ("soon",), r"off, beat, bar"),
+    ("/netbend/bend/\u0661/enable", (1,), r"unknown address"),
+    ("/netbend/prompt\n", ("x",), r"unknown address"),
+    ("/netbend/prompt", ("x" * 1001,), r"at most 1000"),
     ("/netbend/freeze", ("yes",), r"takes a number"),
     ("/netbend/preset/save", ("../escape",), r"letters, digits"),
     ("/netbend/preset/load", (None,), r"takes a number"),
@@ -251,7 +278,7 @@ def test_a_full_queue_is_an_error_reply_not_an_exception():
 def test_validation_uses_the_newest_snapshot():
     t = Table(ShowState(), queue_only=True, pending_s=0.0)
     assert "bend 1 is empty" in t.handle("/netbend/bend/1/param", 1.0)[0][1][1]
-    t.state = show_with_bend()  # the render thread published a new snapshot
+    t.state = unmapped()  # the render thread published a new snapshot
     t.clock.t += 1.0
     assert t.handle("/netbend/bend/1/param", 1.0) == []
 
@@ -262,8 +289,7 @@ def test_parse_packet_reads_messages_and_nested_bundles_in_order():
     assert parse_packet(osc("/netbend/strength", 0.5)) == [("/netbend/strength", (0.5,), 0.0)]
     assert parse_packet(osc("/netbend/seed", 2**40, 0.25, types="hd")) == [("/netbend/seed", (2**40, 0.25), 0.0)]
     assert parse_packet(osc("/netbend/record/start")) == [("/netbend/record/start", (), 0.0)]
-    # python-osc pads a float32 cut short at the end of a packet: Reaktor drops trailing zero bytes
-    assert parse_packet(osc("/netbend/strength", 0.5)[:-2]) == [("/netbend/strength", (0.5,), 0.0)]
+    assert parse_packet(osc("/netbend/x", True, False, "s", types="TFs")) == [("/netbend/x", (True, False, "s"), 0.0)]
 
     when = time.time() + 60.0
     inner = OscBundleBuilder(when + 1.0)
@@ -286,12 +312,12 @@ MALFORMED = [  # (datagram, address in the reply, reason pattern)
     (b"\x00\xff\x13garbage", "", r"not an OSC packet"),
     (b"/netbend/strength", "", r"address string is not terminated"),
     (b"/netbend/\xff\xfe\x00\x00", "", r"not UTF-8"),
-    (osc("/netbend/seed", 7)[:-2], "/netbend/seed", r"truncated or malformed OSC message"),
-    (osc("/netbend/prompt", "fog")[:-4], "/netbend/prompt", r"truncated or malformed OSC message"),
-    (osc("/netbend/seed")[:-4] + b",i\x00\x00", "/netbend/seed", r"truncated or malformed"),
-    (b"/netbend/strength\x00\x00\x00,x\x00\x00\x00\x00\x00\x01", "/netbend/strength", r"unsupported OSC type tag.*'x'"),
+    (osc("/netbend/seed", 7)[:-2], "/netbend/seed", r"truncated OSC message: argument 1 \('i'\) needs 4 bytes"),
+    (osc("/netbend/prompt", "fog")[:-4], "/netbend/prompt", r"truncated OSC message: string argument 1"),
+    (osc("/netbend/seed")[:-4] + b",i\x00\x00", "/netbend/seed", r"truncated"),
+    (b"/netbend/strength\x00\x00\x00,x\x00\x00\x00\x00\x00\x01", "/netbend/strength", r"unknown type tag 'x'"),
     (b"/netbend/strength\x00\x00\x00f\x00\x00\x00\x00\x00\x00\x01", "/netbend/strength", r"must start with ','"),
-    (b"/netbend/prompt\x00,s\x00\x00\xff\xfe\x00\x00", "/netbend/prompt", r"strings must be UTF-8"),
+    (b"/netbend/prompt\x00,s\x00\x00\xff\xfe\x00\x00", "/netbend/prompt", r"not UTF-8"),
     (b"#bundle\x00\x00\x00", "", r"truncated time tag"),
     (b"#bundle\x00" + bytes(7) + b"\x01" + struct.pack(">i", 1000) + GOOD, "", r"does not fit"),
     (b"#bundle\x00" + bytes(7) + b"\x01" + struct.pack(">i", 8) + b"garbage!", "", r"neither a message"),
@@ -347,7 +373,7 @@ class Show:
             except queue.Empty:
                 continue
             try:
-                self.state = apply(self.state, command, LAYERS)
+                self.state = apply(self.state, command, LIMITS)
             except CommandError as e:
                 self.refused.append((command, str(e)))
                 continue
@@ -372,9 +398,9 @@ class Listener:
                 data = self.sock.recv(65535)
             except socket.timeout:
                 break
-            message = OscMessage(data)
-            got.append((message.address, tuple(message.params)))
-            if message.address == until:
+            for address, args, _ in parse_packet(data):  # a feature tick is one bundle
+                got.append((address, args))
+            if got and got[-1][0] == until:
                 break
         return got
 
@@ -412,7 +438,8 @@ def live():
     def make(state: ShowState | None = None, allow=("127.0.0.1",)):
         show = Show(state if state is not None else show_with_bend())
         feedback = Listener()
-        control = OscControl(lambda: show.state, show.submit, LAYERS)
+        control = OscControl(lambda: show.state, show.submit, LIMITS,
+                             load_preset=lambda which: ShowState(prompt=f"preset {which}"))
         server = OscServer(control, "127.0.0.1", 0, allow=allow, feedback=("127.0.0.1", feedback.port))
         show.server = server
         show.start()
@@ -434,25 +461,36 @@ def test_changes_apply_and_each_is_echoed_to_the_feedback_target(live):
     sent = [send("/netbend/bend/2/operator", "rotate"),
             send("/netbend/bend/2/layer", "up.1"),
             send("/netbend/bend/2/param", 2),                       # int32 where a float is expected
-            send("/netbend/bend/2/scale", 0, 3.14),                 # int32 and float32
+            send("/netbend/bend/1/scale", 0, 3.14),                 # int32 and float32
             send("/netbend/prompt", "a cathedral of fog"),
             send("/netbend/strength", 0.75, types="d"),             # double
-            send("/netbend/seed", 2**40, types="h"),                # int64
+            send("/netbend/seed", 8.0, types="f"),                  # a whole float
             send("/netbend/bend/1/layer", 6)]                       # layer by index
     lines = run_client(s.port, sent + [{"recv": {"timeout": 0.3}}])
     assert replies(lines) == []  # accepted changes are answered on the feedback port only
 
-    echoes = s.feedback.collect(count=len(sent))
-    assert [a for a, _ in echoes] == [step["send"] for step in sent]
-    assert echoes[0][1] == ("rotate",) and echoes[1][1] == ("up.1",) and echoes[2][1] == (2,)
-    assert echoes[3][1] == (0, pytest.approx(3.14, rel=1e-6))
-    assert echoes[4][1] == ("a cathedral of fog",) and echoes[5][1] == (0.75,) and echoes[6][1] == (2**40,)
+    echoes = s.feedback.collect(timeout=1.0)
+    told = dict(echoes)  # the newest value the controller was told, per address
+    # each in its one canonical type, whatever the sender sent
+    assert told["/netbend/bend/2/operator"] == ("rotate",) and told["/netbend/bend/2/layer"] == ("up.1",)
+    assert told["/netbend/bend/2/param"] == (2.0,) and isinstance(told["/netbend/bend/2/param"][0], float)
+    assert told["/netbend/bend/2/amount"] == (pytest.approx(2.0 / (2 * math.pi), rel=1e-6),)
+    assert told["/netbend/bend/1/scale"] == (0.0, pytest.approx(3.14, rel=1e-6))
+    assert told["/netbend/prompt"] == ("a cathedral of fog",) and told["/netbend/strength"] == (0.75,)
+    assert told["/netbend/seed"] == (8,) and isinstance(told["/netbend/seed"][0], int)
+    assert told["/netbend/bend/1/layer"] == ("up.0",)
+    # nothing is echoed that did not change: bend 1's operator was never touched
+    assert "/netbend/bend/1/operator" not in told
+    # the first echo of each change comes in the order they were sent
+    firsts = [a for a in dict.fromkeys(a for a, _ in echoes)]
+    wanted = [step["send"] for step in sent]
+    assert [a for a in firsts if a in wanted] == list(dict.fromkeys(wanted))
 
     state = s.show.state
     bend = state.slots[1].bend
     assert (bend.operator, bend.layer, bend.param) == ("rotate", "up.1", 2.0)
-    assert state.slots[1].mapping.out_range == (0.0, f32(3.14))
-    assert state.prompt == "a cathedral of fog" and state.strength == 0.75 and state.seed == 2**40
+    assert state.slots[0].mapping.out_range == (0.0, f32(3.14))
+    assert state.prompt == "a cathedral of fog" and state.strength == 0.75 and state.seed == 8
     assert state.slots[0].bend.layer == "up.0"
     assert s.show.refused == []
     assert all(c.source == "osc" for c in s.show.applied)
@@ -471,7 +509,9 @@ def test_state_query_replies_with_the_whole_state_and_an_end_marker(live):
     assert table["/netbend/prompt"] == ["fog"]
     assert table["/netbend/bend/1/operator"] == ["rotate"] and table["/netbend/bend/1/layer"] == ["mid"]
     assert table["/netbend/bend/1/scale"] == [0.0, 6.0]
-    assert s.feedback.collect(timeout=0.2) == []  # a query is not a change: nothing echoed
+    # Max and TouchDesigner send from random ports: the reply also goes to the feedback target
+    fed = s.feedback.collect(until=STATE_END)
+    assert [a for a, _ in fed] == [a for a, _ in got]
 
 
 BAD_OVER_UDP = [  # (step, address in the reply, reason pattern)
@@ -481,19 +521,19 @@ BAD_OVER_UDP = [  # (step, address in the reply, reason pattern)
     (send("/netbend/nope", 1), "/netbend/nope", r"unknown address"),
     (send("/some/other/app", 1.0), "/some/other/app", r"unknown address"),
     (send("/netbend/strength", NAN), "/netbend/strength", r"finite number; got nan"),
-    (send("/netbend/bend/1/param", INF, types="d"), "/netbend/bend/1/param", r"finite number; got inf"),
+    (send("/netbend/bend/1/scale", 0.0, INF, types="fd"), "/netbend/bend/1/scale", r"finite number; got inf"),
     (send("/netbend/strength", 2.0), "/netbend/strength", r"must be in \(0, 1\]; got 2\.0"),
     (send("/netbend/bend/99/param", 1.0), "/netbend/bend/99/param", r"bend number must be 1\.\.8; got 99"),
     (send("/netbend/bend/1/operator", "wobble"), "/netbend/bend/1/operator",
-     r"unknown operator 'wobble'; valid operators: ablate, abs, add, .*rotate"),
+     r"unknown operator 'wobble'; valid operators: .*ablate, abs, add, .*rotate"),
     (send("/netbend/bend/1/layer", "nowhere"), "/netbend/bend/1/layer", r"unknown layer 'nowhere'"),
     (send("/netbend/freeze", True), "/netbend/freeze", r"takes a number"),
     (send("/netbend/preset/save", "../x"), "/netbend/preset/save", r"letters, digits"),
     ({"raw": bytes(random.Random(1).randrange(0x30, 0x7f) for _ in range(64)).hex()}, "", r"not an OSC packet"),
     ({"raw": ""}, "", r"empty packet"),
-    ({"raw": osc("/netbend/seed", 7)[:-3].hex()}, "/netbend/seed", r"truncated or malformed"),
+    ({"raw": osc("/netbend/seed", 7)[:-3].hex()}, "/netbend/seed", r"truncated"),
     ({"raw": (b"/netbend/strength\x00\x00\x00,x\x00\x00" + bytes(4)).hex()}, "/netbend/strength",
-     r"unsupported OSC type tag"),
+     r"unknown type tag"),
     ({"raw": (b"#bundle\x00" + bytes(8) + struct.pack(">i", 999) + GOOD).hex()}, "", r"does not fit"),
 ]
 
@@ -512,11 +552,15 @@ def test_bad_input_is_answered_on_netbend_error_and_the_server_keeps_serving(liv
     assert s.feedback.collect(count=1) == [(ERROR, (about, why))]  # errors also go to feedback
 
 
-def test_a_hundred_bad_messages_get_a_hundred_replies_and_one_log_line(live, caplog):
+def test_a_hundred_bad_messages_get_bounded_replies_a_summary_and_one_log_line(live, caplog):
     s = live()
     with caplog.at_level(logging.INFO, logger="netbend.osc"):
-        got = replies(run_client(s.port, [send("/netbend/strength", "loud")] * 100 + STATE_QUERY))
-    assert sum(a == ERROR for a, _ in got) == 100 and got[-1] == (STATE_END, [])
+        got = replies(run_client(s.port, [send("/netbend/strength", "loud")] * 100 +
+                                 [{"sleep": 1.1}] + STATE_QUERY))
+    errors = [why for a, (about, why) in ((a, args) for a, args in got if a == ERROR)]
+    assert 30 <= len(errors) <= 45  # a burst of twice REPLY_RATE, then one summary
+    assert any(re.search(r"\d+ replies not sent: over 20 errors", why) for why in errors)
+    assert got[-1] == (STATE_END, [])  # a second later the sender is answered again
     assert sum("'loud'" in r.getMessage() for r in caplog.records) == 1
 
 
@@ -528,7 +572,7 @@ def test_garbage_does_not_stop_the_server(live):
                 for _ in range(50)]
     got = replies(run_client(s.port, garbage + [send("/netbend/prompt", "still here"),
                                                 {"recv": {"count": 100, "timeout": 3.0}}]))
-    assert len(got) == 100 and all(a == ERROR for a, _ in got)
+    assert 30 <= len(got) <= 45 and all(a == ERROR for a, _ in got)  # bounded: see the test above
     assert s.server.running
     assert (("/netbend/prompt", ("still here",))) in s.feedback.collect(until="/netbend/prompt")
     assert s.show.state.prompt == "still here"
@@ -550,9 +594,11 @@ def test_each_message_of_a_bundle_is_handled_like_a_single_message(live):
               ["/netbend/strength", ["loud"]], ["/netbend/bend/3/param", [0.5]]]
     got = replies(run_client(s.port, [{"bundle": bundle, "ahead": 0.0}, {"recv": {"timeout": 0.5}}]))
     assert len(got) == 1 and got[0][0] == ERROR and got[0][1][0] == "/netbend/strength"
-    echoes = s.feedback.collect(count=4)  # the error, then three echoes, in bundle order
-    assert [a for a, _ in echoes if a != ERROR] == ["/netbend/bend/3/operator", "/netbend/bend/3/layer",
-                                                    "/netbend/bend/3/param"]
+    echoes = s.feedback.collect(timeout=1.0)  # the error, then the echoes, in bundle order
+    firsts = list(dict.fromkeys(a for a, _ in echoes if a != ERROR))
+    assert [a for a in firsts if a in ("/netbend/bend/3/operator", "/netbend/bend/3/layer",
+                                       "/netbend/bend/3/param")] == ["/netbend/bend/3/operator",
+                                                                    "/netbend/bend/3/layer", "/netbend/bend/3/param"]
     bend = s.show.state.slots[2].bend
     assert (bend.operator, bend.layer, bend.param) == ("add", "down.1", 0.5)
 
@@ -584,8 +630,11 @@ def test_audio_features_go_to_the_feedback_target_at_most_features_hz(live):
     try:
         frame = FeatureFrame(0.0, {"rms": 0.5, "bass": 0.125, "onset": 1.0})
         assert server.send_features(frame) is True
-        assert s.feedback.collect(count=3) == [("/netbend/audio/rms", (0.5,)), ("/netbend/audio/bass", (0.125,)),
-                                               ("/netbend/audio/onset", (1.0,))]
+        # one bundle per tick, not a datagram per feature
+        data = s.feedback.sock.recv(65535)
+        assert data.startswith(b"#bundle")
+        assert [(a, args) for a, args, _ in parse_packet(data)] == [
+            ("/netbend/audio/rms", (0.5,)), ("/netbend/audio/bass", (0.125,)), ("/netbend/audio/onset", (1.0,))]
         sent = 0
         for frame_number in range(1, 121):  # two seconds of a 60 fps render loop
             clock.t = frame_number / 60.0

@@ -1,42 +1,43 @@
 """OSC control: UDP packets in, validated ``Command`` values out; replies and echoes back.
 
 * ``OscControl`` is the address table, a plain object tested without sockets (STYLE.md).
-  ``handle(address, args, sender)`` turns one message into a ``Command``, validates it with
-  ``control.apply`` and hands it to ``submit`` (the render thread's queue), or answers
-  ``/netbend/error s:address s:reason``. It never changes the show: the render thread
-  applies queued commands at frame boundaries and calls ``OscServer.echo`` for each.
-* ``OscServer`` is the thin shell: one thread reads datagrams, parses them with
-  python-osc's parsers, passes each message to ``OscControl`` and sends the replies to the
-  packet's sender (errors also to the feedback target, where Max or TouchDesigner listens
-  for echoes of applied changes and ``/netbend/audio/<name> f``).
+  ``handle(address, args, sender)`` turns one message (or an OSC address pattern, matched
+  against every concrete address) into Commands, validates each with
+  ``live.control.state.apply`` against the loaded model's limits and hands it to ``submit``
+  (the render thread's queue), or answers ``/netbend/error s:address s:reason``. It never
+  changes the show: the render thread applies queued commands at frame boundaries and
+  calls ``OscServer.echo``. A preset load is read and checked here, on this thread, and
+  travels to the render thread parsed; the render thread reads no file.
+* ``OscServer`` is the thin shell: one thread reads datagrams, parses them
+  (live/control/osc_packets.py), passes each message to ``OscControl`` and sends the
+  replies.
 
-Bundles and time tags. python-osc's ``Dispatcher.call_handlers_for_packet`` (checked in
-1.10.2, where ``strict_timing=True`` is the default) calls ``time.sleep`` until a bundle's
-time tag on the server thread, so a bundle tagged a minute ahead stalls every message
-behind it for a minute. This server does not use the Dispatcher, nor ``OscPacket``, which
-sorts a bundle's messages by time tag (a nested bundle tagged later would overtake the
-messages after it), nor ``OscBundle``'s walk, which reads an element that overruns the
-packet and drops an unknown one with only a warning on the root logger. ``parse_packet``
-walks the bundle itself (sizes checked, depth bounded) and reads each message with
-python-osc's ``OscMessage``; every message of a bundle is handled at once, in the sender's
-order (operator, then layer of the same bend, works), exactly like a single message. Time tags are not honoured, on purpose: commands take
-effect at the next frame boundary anyway, so a tag could buy at most a frame; tags are the
-sender's wall clock, which Max, TouchDesigner and the show machine rarely share, so a
-skewed clock would hold a VJ's moves back by seconds; and a queue of future bundles is
-state a misbehaving sender could grow without bound. A bundle tagged in the future is
-logged once per sender, so a sequencer that relies on scheduling hears why.
+Where replies go. A reply (errors, the /netbend/state reply) goes to the packet's sender
+*and* to the feedback target: Max's ``[udpsend]`` and TouchDesigner's OSC Out send from
+random ports, so a patch listens on the feedback port. Echoes of applied changes, the
+audio features and each mapped bend's effective value go to the feedback target only.
+An echo is the difference between the state before and after: every value a change set
+(a preset load sets many), each in its one canonical type, and nothing that did not change.
 
-Bad input (unknown address, wrong types or counts, NaN, out of range, unknown names, and
-packets that are not OSC at all) is answered on ``/netbend/error`` with the reason, with
-the address when it could be read and "" otherwise. Each distinct (address, reason) is
-logged once, and at most a few new lines a second overall, so a patcher sending a hundred
-bad messages a second does not flood the log. Senders not on the allow list get no reply
-(answering would help a scanner) and are logged once per IP address.
+A show stays up whatever arrives. UDP source addresses can be forged, so replies go to a
+sender only if it is on this machine (loopback) or on the ``allow`` list; anyone else gets
+nothing back (the feedback target still hears). Every sender (IP and port) has a budget:
+``packet_rate`` messages a second (bursts of twice that) are read, the rest are dropped
+unread and counted; replies are bounded in messages and bytes a second per sender, and
+when over, one short summary a second says how many were dropped. Log lines are bounded
+in number and length. So a flood from one sender costs a small share of a core and does
+not starve the others.
+
+Bundles and time tags. python-osc's Dispatcher sleeps until a bundle's time tag on the
+server thread; here every message of a bundle is handled at once, in the sender's order.
+Time tags are not honoured, on purpose: commands take effect at the next frame boundary
+anyway, so a tag could buy at most a frame; tags are the sender's wall clock, which Max,
+TouchDesigner and the show machine rarely share; and a queue of future bundles is state a
+sender could grow without bound. A bundle tagged in the future is logged once per sender.
 
 Messages validate against the newest snapshot *plus* the commands queued here that the
-render thread has not echoed yet (for at most ``pending_s``), so a message that depends on
-one sent a moment earlier is accepted before the next frame boundary. Every command is a
-plain "set", so replaying one that was applied already changes nothing.
+render thread has not applied yet (for at most ``pending_s``), so a message that depends on
+one sent a moment earlier is accepted before the next frame boundary.
 """
 from __future__ import annotations
 
@@ -49,12 +50,13 @@ import time
 from collections import OrderedDict, deque
 from typing import Any, Callable, Optional, Sequence
 
-from pythonosc.osc_bundle import OscBundle
-from pythonosc.osc_message import OscMessage
+from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import build_msg
-from pythonosc.parsing import osc_types
 
-from live.control.state import Command, CommandError, ShowState, apply
+from live.control.osc_packets import PacketError, is_pattern, match_addresses, parse_packet
+from live.control.state import (PREFIX, Command, CommandError, ShowState, addresses, apply, echo_messages)
+
+__all__ = ["AUDIO", "ERROR", "OscControl", "OscServer", "PacketError", "STATE", "STATE_END", "parse_packet"]
 
 log = logging.getLogger("netbend.osc")
 
@@ -62,111 +64,61 @@ ERROR = "/netbend/error"          # s:address s:reason
 STATE = "/netbend/state"          # query: replies with ShowState.messages() then STATE_END
 STATE_END = "/netbend/state/end"  # marks the end of a state reply (UDP gives no other end)
 AUDIO = "/netbend/audio"          # /netbend/audio/<feature> f
+SAVED = "/netbend/preset/saved"   # s:name, echoed when a save has been written
+TEMPO_ADDRESSES = ("/netbend/tempo", "/netbend/tempo/tap", "/netbend/tempo/lock")
 
 Reply = tuple[str, tuple]
 Sender = tuple[str, int]
 
-# Type tags python-osc's OscMessage parses; any other tag it would skip with a warning per
-# packet and misread the arguments after it, so such a message is refused here instead.
-SUPPORTED_TAGS = "ifdhsbrmtTFN[]"
-MAX_BUNDLE_DEPTH = 8      # nested bundles deeper than this are refused (no recursion bomb)
 FUTURE_NOTE_S = 0.1       # a bundle tagged further ahead than this is noted in the log
 POLL_S = 0.1              # the server thread checks its stop Event this often
 MAX_DATAGRAM = 65535      # the largest UDP payload
+MAX_LOG_LINE = 300        # characters of one log line (a 60 KB bad address is not logged whole)
+MAX_REASON = 1000       # characters of an error reason sent back (the operator list fits)
+PACKET_RATE = 500.0       # messages a second read from one sender (burst: twice this)
+REPLY_RATE = 20.0         # error replies a second to one sender (burst: twice this)
+REPLY_BYTES = 64 * 1024   # bytes a second of replies to one sender (a state reply is ~5 KB)
+MAX_SENDERS = 256         # senders whose budgets are remembered (least recent forgotten)
 
 
-class PacketError(ValueError):
-    """A datagram that is not a readable OSC packet; ``address`` is "" when unknown."""
-
-    def __init__(self, reason: str, address: str = ""):
-        super().__init__(reason)
-        self.reason = reason
-        self.address = address
+def _short(text: str, n: int) -> str:
+    return text if len(text) <= n else text[:n] + "…"
 
 
-# -- packets --------------------------------------------------------------------------------
+# -- budgets and logging ------------------------------------------------------------------------
 
-def parse_packet(dgram: bytes) -> list[tuple[str, tuple, float]]:
-    """The messages of one datagram as (address, args, time tag), in the sender's order.
+class Bucket:
+    """A token bucket: ``rate`` tokens a second, at most ``burst`` saved up."""
 
-    The time tag is seconds since the epoch, 0 for a plain message or a bundle tagged
-    "immediately". Raises PacketError (with a reason fit for /netbend/error) for anything
-    that is not a well-formed OSC message or bundle. Never sleeps.
-    """
-    if not dgram:
-        raise PacketError("empty packet")
-    if OscBundle.dgram_is_bundle(dgram):
-        return _parse_bundle(dgram, 0)
-    if OscMessage.dgram_is_message(dgram):
-        address, args = _parse_message(dgram)
-        return [(address, args, 0.0)]
-    raise PacketError("not an OSC packet: an OSC message starts with '/' and a bundle with '#bundle'")
+    __slots__ = ("rate", "burst", "tokens", "last", "dropped")
 
+    def __init__(self, rate: float, burst: float, now: float):
+        self.rate, self.burst, self.tokens, self.last, self.dropped = rate, burst, burst, now, 0
 
-def _parse_message(dgram: bytes) -> tuple[str, tuple]:
-    try:
-        address, index = osc_types.get_string(dgram, 0)
-    except UnicodeDecodeError:
-        raise PacketError("malformed OSC message: the address is not UTF-8") from None
-    except osc_types.ParseError:
-        raise PacketError("malformed OSC message: the address string is not terminated") from None
-    tags = ""
-    if index < len(dgram):
-        try:
-            tags, _ = osc_types.get_string(dgram, index)
-        except (osc_types.ParseError, UnicodeDecodeError):
-            raise PacketError("malformed OSC message: unreadable type tag string", address) from None
-        if not tags.startswith(","):
-            raise PacketError(f"malformed OSC message: the type tag string must start with ','; got {tags!r}",
-                              address)
-        unknown = sorted(set(tags[1:]) - set(SUPPORTED_TAGS))
-        if unknown:
-            raise PacketError(f"unsupported OSC type tag(s) {''.join(unknown)!r}; supported: {SUPPORTED_TAGS}",
-                              address)
-    try:
-        message = OscMessage(dgram)
-    except Exception:  # ParseError, or a bare UnicodeDecodeError/struct/datetime error from osc_types
-        raise PacketError(f"truncated or malformed OSC message: its arguments do not match its type tags "
-                          f"{tags!r} (strings must be UTF-8)", address) from None
-    return message.address, tuple(message.params)
+    def take(self, now: float, n: float = 1.0) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens >= n:
+            self.tokens -= n
+            return True
+        self.dropped += 1
+        return False
 
 
-def _parse_bundle(dgram: bytes, depth: int) -> list[tuple[str, tuple, float]]:
-    if depth >= MAX_BUNDLE_DEPTH:
-        raise PacketError(f"OSC bundles nested deeper than {MAX_BUNDLE_DEPTH}")
-    try:
-        timetag, index = osc_types.get_date(dgram, len(b"#bundle\x00"))
-    except Exception:
-        raise PacketError("malformed OSC bundle: truncated time tag") from None
-    out: list[tuple[str, tuple, float]] = []
-    while index < len(dgram):
-        try:
-            size, index = osc_types.get_int(dgram, index)
-        except osc_types.ParseError:
-            raise PacketError("malformed OSC bundle: truncated element size") from None
-        if size <= 0 or index + size > len(dgram):
-            raise PacketError(f"malformed OSC bundle: an element of {size} bytes does not fit the "
-                              f"{len(dgram)}-byte packet")
-        element = dgram[index:index + size]
-        index += size
-        if OscBundle.dgram_is_bundle(element):
-            out += _parse_bundle(element, depth + 1)
-        elif OscMessage.dgram_is_message(element):
-            address, args = _parse_message(element)
-            out.append((address, args, float(timetag)))
-        else:
-            raise PacketError("malformed OSC bundle: an element is neither a message nor a bundle")
-    return out
+class _SenderBudget:
+    __slots__ = ("packets", "replies", "bytes", "summary_due")
 
+    def __init__(self, now: float, packet_rate: float):
+        self.packets = Bucket(packet_rate, 2 * packet_rate, now)
+        self.replies = Bucket(REPLY_RATE, 2 * REPLY_RATE, now)
+        self.bytes = Bucket(REPLY_BYTES, 2 * REPLY_BYTES, now)
+        self.summary_due = now
 
-# -- logging ----------------------------------------------------------------------------------
 
 class _LogOnce:
-    """Logs each distinct key once, and at most ``per_second`` new lines a second overall.
-
-    Memory is bounded (the oldest keys are forgotten past ``limit``), so a sender that
-    invents a new address per packet costs a few log lines a second, not a growing set.
-    """
+    """Logs each distinct key once, at most ``per_second`` new lines a second overall, each
+    at most MAX_LOG_LINE characters. Memory is bounded: keys are short (callers cut them)
+    and the oldest are forgotten past ``limit``."""
 
     def __init__(self, logger: logging.Logger, limit: int = 1024, per_second: float = 5.0,
                  clock: Callable[[], float] = time.monotonic):
@@ -176,6 +128,7 @@ class _LogOnce:
         self._lock = threading.Lock()  # the server, render and feature threads all log here
 
     def __call__(self, key: Any, level: int, msg: str, *args: Any, exc_info: bool = False) -> bool:
+        key = tuple(_short(k, 120) if isinstance(k, str) else k for k in key) if isinstance(key, tuple) else key
         with self._lock:
             if key in self._seen:
                 return False
@@ -190,10 +143,14 @@ class _LogOnce:
             if len(self._seen) > self._limit:
                 self._seen.popitem(last=False)
             dropped, self._dropped = self._dropped, 0
+        try:
+            text = msg % args if args else msg
+        except (TypeError, ValueError):
+            text = f"{msg} {args!r}"
+        text = _short(text, MAX_LOG_LINE)
         if dropped:
-            msg += " (%d more bad messages not logged: too many at once)"
-            args += (dropped,)
-        self._log.log(level, msg, *args, exc_info=exc_info)
+            text += f" ({dropped} more bad messages not logged: too many at once)"
+        self._log.log(level, "%s", text, exc_info=exc_info)
         return True
 
 
@@ -205,39 +162,89 @@ class OscControl:
     get_state: the show's newest immutable snapshot (the render thread publishes it).
     submit: hands a validated Command to the render thread (a queue's put); may raise
         queue.Full, which is answered as an error.
-    layers: the loaded model's U-Net point names, so an unknown layer is refused here.
+    layers: the loaded model's ``ModelLimits`` (or its U-Net point names), so a command
+        that this model cannot render is refused here.
+    load_preset: name or slot number -> the ShowState that preset sets, checked (raises
+        ValueError with the reason). None: preset loads are refused.
+    check_save: name -> None, or raises ValueError (a shipped preset's name, say).
+    tempo: a live.control.tempo.Tempo taking /netbend/tempo, /tempo/tap and /tempo/lock.
     clock: the show clock stamped on each Command.
     pending_s: how long a queued command counts towards validating the next messages
-        when the render thread has not echoed it (``applied``) yet.
+        when the render thread has not applied it yet.
     """
 
     def __init__(self, get_state: Callable[[], ShowState], submit: Callable[[Command], None],
-                 layers: Optional[Sequence[str]] = None, clock: Callable[[], float] = time.monotonic,
-                 pending_s: float = 2.0):
+                 layers=None, clock: Callable[[], float] = time.monotonic, pending_s: float = 2.0,
+                 load_preset: Optional[Callable[[Any], ShowState]] = None,
+                 check_save: Optional[Callable[[str], None]] = None, tempo=None):
         self._get_state, self._submit, self._clock = get_state, submit, clock
-        self.layers = list(layers) if layers is not None else None
+        self.layers = layers
+        self.load_preset, self.check_save, self.tempo = load_preset, check_save, tempo
         self._pending_s = pending_s
-        self._pending: deque[Command] = deque()     # queued, not yet echoed: server thread only
+        self._pending: deque[Command] = deque(maxlen=4096)  # queued, not yet applied: server thread only
+        self._projected: Optional[ShowState] = None  # the snapshot with every pending command applied
         self._applied: queue.SimpleQueue = queue.SimpleQueue()  # render thread -> server thread
+        self._addresses = addresses()
         self.log_once = _LogOnce(log, clock=clock)
 
     def handle(self, address: str, args: tuple, sender: Sender) -> list[Reply]:
         """The replies to send back to ``sender``: [] for an accepted change.
 
-        A /netbend/state reply is the render thread's snapshot: a change still queued
-        shows there once it has been applied (and echoed).
+        An OSC address pattern (``/netbend/bend/*/enable``) applies to every address it
+        matches; bend slots that are empty are skipped, and it is an error only when it
+        matches nothing, or nothing it matches accepts the arguments.
         """
         args = tuple(args)
+        if is_pattern(address):
+            try:
+                matches = match_addresses(address, self._addresses)
+            except ValueError as e:
+                return self.reject(address, str(e), sender)
+            if not matches:
+                return self.reject(address, "this OSC address pattern matches no netbend address; see the README",
+                                   sender)
+            replies: list[Reply] = []
+            errors: list[Reply] = []
+            for concrete in matches:
+                if self._empty_bend(concrete):
+                    continue
+                out = self._handle_one(concrete, args, sender, quiet=True)
+                (errors if out and out[0][0] == ERROR else replies).extend(out)
+            if errors and not replies and len(errors) == len([m for m in matches if not self._empty_bend(m)]):
+                return self.reject(address, f"no address it matches took the arguments: {errors[0][1][1]}", sender)
+            if not errors and not replies and all(self._empty_bend(m) for m in matches):
+                return self.reject(address, "every bend this pattern matches is empty", sender)
+            return replies
+        return self._handle_one(address, args, sender)
+
+    def _empty_bend(self, address: str) -> bool:
+        if not address.startswith(PREFIX + "/bend/") or address.endswith("/operator"):
+            return False
+        n = int(address.split("/")[3])
+        return self._validation_state().slots[n - 1] is None
+
+    def _handle_one(self, address: str, args: tuple, sender: Sender, quiet: bool = False) -> list[Reply]:
+        if address in TEMPO_ADDRESSES:
+            return self._tempo(address, args, sender)
         command = Command(address, args, time=self._clock(), source="osc")
         try:
-            self._validate(command)
-        except CommandError as e:
-            return self.reject(address, str(e), sender)
+            if address == "/netbend/preset/load":
+                apply(self._validation_state(), command, self.layers)  # the arguments' form
+                command = self._preload(command)
+            elif address == "/netbend/preset/save" and self.check_save is not None:
+                apply(self._validation_state(), command, self.layers)
+                self.check_save(args[0])
+            after = self._validate(command)
+        except (CommandError, ValueError) as e:
+            reason = str(e)
+            if not reason.startswith(address):
+                reason = f"{address}: {reason}"
+            return self.reject(address, reason, sender)
         except Exception as e:  # a bug below apply(); the message is refused, the thread lives
-            reason = f"{address}: could not apply {args!r}: {type(e).__name__}: {e}"
+            reason = f"{address}: could not apply: {type(e).__name__}: {e}"
             self.log_once((address, "internal", type(e).__name__), logging.ERROR,
                           "OSC %s from %s: %s", address, _who(sender), reason, exc_info=True)
-            return [(ERROR, (address, reason))]
+            return [(ERROR, (address, _short(reason, MAX_REASON)))]
         if address == STATE:
             return list(self._get_state().messages()) + [(STATE_END, ())]
         try:
@@ -248,7 +255,22 @@ class OscControl:
         except Exception as e:
             return self.reject(address, f"could not queue the command: {type(e).__name__}: {e}", sender)
         self._pending.append(command)
-        log.debug("OSC %s %r from %s queued", address, args, _who(sender))
+        self._projected = after
+        return []
+
+    def _preload(self, command: Command) -> Command:
+        if self.load_preset is None:
+            raise CommandError("/netbend/preset/load: no presets in this show")
+        state = self.load_preset(command.args[0])
+        return Command(command.address, command.args, command.time, command.source, payload=state)
+
+    def _tempo(self, address: str, args: tuple, sender: Sender) -> list[Reply]:
+        if self.tempo is None:
+            return self.reject(address, f"{address}: no tempo in this show", sender)
+        try:
+            self.tempo.command(address, args)
+        except ValueError as e:
+            return self.reject(address, str(e), sender)
         return []
 
     def applied(self, command: Command) -> None:
@@ -258,25 +280,28 @@ class OscControl:
 
     def reject(self, address: str, reason: str, sender: Sender) -> list[Reply]:
         """The /netbend/error reply for a bad message, logged once per (address, reason)."""
+        address, reason = _short(address, 120), _short(reason, MAX_REASON)
         self.log_once((address, reason), logging.WARNING, "OSC %s from %s refused: %s",
                       address or "(unreadable packet)", _who(sender), reason)
         return [(ERROR, (address, reason))]
 
-    def _validate(self, command: Command) -> ShowState:
+    def _validation_state(self) -> ShowState:
+        """The newest snapshot, with the commands still queued here applied."""
         while not self._applied.empty():
             done = self._applied.get_nowait()  # only this thread takes from it
-            if done in self._pending:
+            if self._pending and self._pending[0] is done:
+                self._pending.popleft()
+            elif done in self._pending:
                 self._pending.remove(done)
         now = self._clock()
         while self._pending and now - self._pending[0].time > self._pending_s:
             self._pending.popleft()
-        state = self._get_state()
-        for queued in self._pending:
-            try:
-                state = apply(state, queued, self.layers)
-            except CommandError:
-                pass  # the show moved on (a preset load); the render thread will refuse it too
-        return apply(state, command, self.layers)
+        if not self._pending:
+            self._projected = None
+        return self._projected if self._projected is not None else self._get_state()
+
+    def _validate(self, command: Command) -> ShowState:
+        return apply(self._validation_state(), command, self.layers)
 
 
 def _who(sender: Sender) -> str:
@@ -298,6 +323,15 @@ def _allow_list(allow: Optional[Sequence[str]]) -> Optional[list]:
     return networks
 
 
+def _ip(text: str):
+    try:
+        addr = ipaddress.ip_address(text.split("%")[0])
+    except ValueError:
+        return None
+    mapped = getattr(addr, "ipv4_mapped", None)
+    return mapped if mapped is not None else addr
+
+
 def _resolve(host: str, port: int, what: str, family: int = 0) -> tuple:
     try:
         return socket.getaddrinfo(host, port, family=family, type=socket.SOCK_DGRAM)[0]
@@ -313,20 +347,22 @@ class OscServer:
 
     host, port: where to listen (port 0 picks a free one; see ``.port``). The default
         host accepts only this machine; use "0.0.0.0" for a controller on the network.
-    allow: sender IP addresses or networks ("192.168.1.0/24") that may talk to the show;
-        others are dropped without a reply and logged once per address. None: anyone
-        who can reach the port.
-    feedback: (host, port) that receives echoes of applied changes, audio features and,
-        besides the sender, every /netbend/error.
-    features_hz: the most /netbend/audio/* frames a second ``send_features`` lets through
+    allow: sender IP addresses or networks ("192.168.1.0/24") that may talk to the show
+        and get replies; others are dropped and logged once per address. None: anyone who
+        can reach the port may send, and only senders on this machine get replies.
+    feedback: (host, port) that receives echoes of applied changes, replies, errors, audio
+        features and mapped bends' values.
+    features_hz: the most feature bundles a second ``send_features`` lets through
         (None: every call).
+    packet_rate: messages a second read from one sender.
 
     The socket is bound at construction, so a port in use fails here, with the port named.
     """
 
     def __init__(self, control: OscControl, host: str = "127.0.0.1", port: int = 0,
                  allow: Optional[Sequence[str]] = None, feedback: Optional[tuple[str, int]] = None,
-                 features_hz: Optional[float] = 30.0, clock: Callable[[], float] = time.monotonic):
+                 features_hz: Optional[float] = 30.0, clock: Callable[[], float] = time.monotonic,
+                 packet_rate: float = PACKET_RATE):
         if features_hz is not None and not features_hz > 0:
             raise ValueError(f"features_hz must be > 0 or None; got {features_hz!r}")
         self.control = control
@@ -334,6 +370,10 @@ class OscServer:
         self._clock = clock
         self._features_period = 1.0 / features_hz if features_hz else 0.0
         self._features_due = -float("inf")
+        self._packet_rate = float(packet_rate)
+        self._budgets: OrderedDict[Sender, _SenderBudget] = OrderedDict()
+        self.dropped = 0  # messages not read: over a sender's budget
+        self.replies_dropped = 0
 
         family, kind, proto, _, address = _resolve(host, port, "server")
         # Feedback leaves through the listening socket itself (so from the port the
@@ -346,6 +386,10 @@ class OscServer:
 
         self._sock = socket.socket(family, kind, proto)
         try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)  # ride out bursts
+        except OSError:
+            pass
+        try:
             self._sock.bind(address)
         except OSError as e:
             self._sock.close()
@@ -354,6 +398,8 @@ class OscServer:
         self.host = host
         self.port: int = self._sock.getsockname()[1]
 
+        self._echo_lock = threading.Lock()
+        self._echoed: Optional[ShowState] = None  # the state the controller was last told
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._closed = False
@@ -363,6 +409,7 @@ class OscServer:
         if self._closed:
             raise RuntimeError("this OscServer was stopped; make a new one")
         if self._thread is None:
+            self._echoed = self.control._get_state()
             self._thread = threading.Thread(target=self._serve, name="netbend-osc", daemon=True)
             self._thread.start()
             log.info("OSC listening on %s:%d%s", self.host, self.port,
@@ -370,7 +417,7 @@ class OscServer:
         return self
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop the thread (within POLL_S) and close the sockets; safe to call twice."""
+        """Stop the thread (within POLL_S) and close the socket; safe to call twice."""
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
@@ -390,18 +437,28 @@ class OscServer:
 
     # outgoing (any thread)
     def echo(self, command: Command) -> None:
-        """The render thread applied ``command``: tell the controller (same address and args)."""
+        """The render thread applied ``command``: tell the feedback target every value that
+        changed since it was last told (a preset load: every value the preset set)."""
         self.control.applied(command)
-        if command.address != STATE:
-            self._to_feedback(command.address, command.args)
+        with self._echo_lock:
+            now = self.control._get_state()
+            before = self._echoed if self._echoed is not None else ShowState()
+            self._echoed = now
+            changed = echo_messages(before, now)
+        for address, args in changed:
+            self._to_feedback(address, args)
+        if command.address == "/netbend/preset/save":
+            self._to_feedback(SAVED, (str(command.args[0]),))
 
-    def send_features(self, frame) -> bool:
-        """Send ``/netbend/audio/<name> f`` for each feature of an engine.features.FeatureFrame.
+    def send_features(self, frame, extra: Optional[dict] = None) -> bool:
+        """One bundle of ``/netbend/audio/<name> f`` for each feature of ``frame`` (an
+        engine.features.FeatureFrame, or a {name: value} dict) plus ``extra`` {address:
+        value} (mapped bends' values, beat features).
 
-        Call it every frame; it lets at most ``features_hz`` frames a second through and
-        returns whether it sent this one.
+        Call it as often as you like; it lets at most ``features_hz`` bundles a second
+        through and returns whether it sent this one.
         """
-        if self._feedback_address is None:
+        if self._feedback_address is None or self._closed:
             return False
         now = self._clock()
         if now < self._features_due:
@@ -409,9 +466,19 @@ class OscServer:
         self._features_due += self._features_period
         if self._features_due <= now:  # first call, or after a pause: no catch-up burst
             self._features_due = now + self._features_period
-        for name, value in frame.values.items():
-            self._to_feedback(f"{AUDIO}/{name}", (float(value),))
+        values = frame.values if hasattr(frame, "values") and not isinstance(frame, dict) else frame
+        bundle = OscBundleBuilder(IMMEDIATELY)
+        for name, value in values.items():
+            bundle.add_content(build_msg(f"{AUDIO}/{name}", (float(value),)))
+        for address, value in (extra or {}).items():
+            bundle.add_content(build_msg(address, (float(value),)))
+        self._send_feedback(bundle.build().dgram)
         return True
+
+    def error(self, address: str, reason: str) -> None:
+        """Report on the feedback target a command the show refused after it was queued
+        (rare: the state changed between validation and the frame boundary)."""
+        self._to_feedback(ERROR, (_short(address, 120), _short(reason, MAX_REASON)))
 
     # incoming (the server thread)
     def _serve(self) -> None:
@@ -428,11 +495,26 @@ class OscServer:
                 continue
             try:
                 self._on_packet(data, (sender[0], sender[1]))
-            except Exception as e:  # never let one packet end the thread
-                self.control.log_once(("packet", type(e).__name__), logging.ERROR,
+            except Exception:  # never let one packet end the thread
+                self.control.log_once(("packet", "internal"), logging.ERROR,
                                       "OSC packet from %s could not be handled", _who(sender), exc_info=True)
 
+    def _budget(self, sender: Sender, now: float) -> _SenderBudget:
+        budget = self._budgets.get(sender)
+        if budget is None:
+            budget = self._budgets[sender] = _SenderBudget(now, self._packet_rate)
+            if len(self._budgets) > MAX_SENDERS:
+                self._budgets.popitem(last=False)
+        else:
+            self._budgets.move_to_end(sender)
+        return budget
+
     def _on_packet(self, data: bytes, sender: Sender) -> None:
+        now = self._clock()
+        budget = self._budget(sender, now)
+        if not budget.packets.take(now):
+            self.dropped += 1  # over this sender's budget: not even parsed
+            return
         if not self._allowed(sender[0]):
             self.control.log_once(("denied", sender[0]), logging.WARNING,
                                   "OSC from %s dropped: not on the allow list (%s)", sender[0],
@@ -441,44 +523,74 @@ class OscServer:
         try:
             messages = parse_packet(data)
         except PacketError as e:
-            self._reply(self.control.reject(e.address, e.reason, sender), sender)
+            self._reply(self.control.reject(e.address, e.reason, sender), sender, budget, now)
             return
         wall = time.time()
-        for address, args, timetag in messages:
+        for k, (address, args, timetag) in enumerate(messages):
+            if k and not budget.packets.take(now):  # each message of a bundle counts
+                self.dropped += len(messages) - k
+                self._reply(self.control.reject("", f"{len(messages) - k} messages of a bundle dropped: over "
+                                                    f"{self._packet_rate:g} messages a second from one sender",
+                                                sender), sender, budget, now)
+                return
             if timetag and timetag > wall + FUTURE_NOTE_S:
                 self.control.log_once(("future", sender[0]), logging.INFO,
                                       "OSC bundle from %s is time-tagged %.2f s ahead; netbend applies bundles "
                                       "on arrival (see live/control/osc.py)", sender[0], timetag - wall)
-            self._reply(self.control.handle(address, args, sender), sender)
+            replies = self.control.handle(address, args, sender)
+            if replies:
+                self._reply(replies, sender, budget, now)
 
     def _allowed(self, ip: str) -> bool:
         if self._allow is None:
             return True
-        try:
-            addr = ipaddress.ip_address(ip.split("%")[0])
-        except ValueError:
-            return False
-        if getattr(addr, "ipv4_mapped", None) is not None:
-            addr = addr.ipv4_mapped
-        return any(addr in net for net in self._allow)
+        addr = _ip(ip)
+        return addr is not None and any(addr in net for net in self._allow)
 
-    def _reply(self, replies: list[Reply], sender: Sender) -> None:
-        for address, args in replies:
-            dgram = self._build(address, args)
-            if dgram is None:
-                continue
-            try:
-                self._sock.sendto(dgram, sender)
-            except OSError as e:
-                self.control.log_once(("reply", sender, e.errno), logging.WARNING,
-                                      "OSC reply to %s failed: %s", _who(sender), e)
-            if address == ERROR and self._feedback_address not in (None, sender):
+    def _answers(self, ip: str) -> bool:
+        """Whether ``ip`` may get replies: loopback, or on the allow list (it was checked)."""
+        if self._allow is not None:
+            return True
+        addr = _ip(ip)
+        return addr is not None and addr.is_loopback
+
+    def _reply(self, replies: list[Reply], sender: Sender, budget: _SenderBudget, now: float) -> None:
+        is_error = replies[0][0] == ERROR
+        if is_error and not budget.replies.take(now):
+            self.replies_dropped += 1
+            self._summary(sender, budget, now)
+            return
+        dgrams = [d for d in (self._build(a, args) for a, args in replies) if d is not None]
+        size = sum(len(d) for d in dgrams)
+        if not budget.bytes.take(now, size):
+            self.replies_dropped += 1
+            self._summary(sender, budget, now)
+            return
+        to_sender = self._answers(sender[0])
+        for dgram in dgrams:
+            if to_sender:
+                try:
+                    self._sock.sendto(dgram, sender)
+                except OSError as e:
+                    self.control.log_once(("reply", sender[0], e.errno), logging.WARNING,
+                                          "OSC reply to %s failed: %s", _who(sender), e)
+            if self._feedback_address is not None and self._feedback_address != sender:
                 self._send_feedback(dgram)
 
-    def error(self, address: str, reason: str) -> None:
-        """Report on the feedback target a command the show refused after it was queued
-        (rare: the state changed between validation and the frame boundary)."""
-        self._to_feedback(ERROR, (address, reason))
+    def _summary(self, sender: Sender, budget: _SenderBudget, now: float) -> None:
+        """At most one short note a second telling a sender how many replies it missed."""
+        if now < budget.summary_due:
+            return
+        budget.summary_due = now + 1.0
+        dropped = budget.replies.dropped + budget.bytes.dropped
+        budget.replies.dropped = budget.bytes.dropped = 0
+        dgram = self._build(ERROR, ("", f"{dropped} replies not sent: over {REPLY_RATE:g} errors or "
+                                        f"{REPLY_BYTES // 1024} KB a second to {_who(sender)}"))
+        if dgram is not None and self._answers(sender[0]):
+            try:
+                self._sock.sendto(dgram, sender)
+            except OSError:
+                pass
 
     def _to_feedback(self, address: str, args: Sequence[Any]) -> None:
         if self._feedback_address is None or self._closed:
@@ -496,9 +608,8 @@ class OscServer:
 
     def _build(self, address: str, args: Sequence[Any]) -> Optional[bytes]:
         try:
-            return build_msg(address, tuple(args)).dgram  # int beyond int32 -> 'h', float -> 'f'
+            return build_msg(address, tuple(args)).dgram  # int -> 'i', float -> 'f', str -> 's'
         except Exception as e:
-            self.control.log_once(("build", address, type(e).__name__), logging.ERROR,
+            self.control.log_once(("build", _short(address, 60), type(e).__name__), logging.ERROR,
                                   "cannot encode OSC %s %r: %s", address, tuple(args), e)
             return None
-

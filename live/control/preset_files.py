@@ -64,11 +64,15 @@ def preset_dirs() -> list[Path]:
 
 
 def user_preset_path(name: str) -> Path:
-    """Where a preset saved by name goes: NAME.toml in the (first) user folder."""
+    """Where a preset saved by name goes: NAME.toml in the (first) user folder. The name of a
+    shipped preset is refused: a user file of that name would silently shadow it."""
     if not isinstance(name, str) or not name.strip() or name.startswith(".") or any(
             sep and sep in name for sep in (os.sep, os.altsep)):
         raise PresetError(None, None, f"bad preset name {name!r}: use a plain file name without folders")
     stem = name[:-5] if name.endswith(".toml") else name
+    if (shipped_preset_dir() / f"{stem}.toml").is_file():
+        raise PresetError(None, None, f"{stem!r} is a preset shipped with netbend; saving under its name would hide "
+                                      "it from every later show: choose another name")
     return user_preset_dirs()[0] / f"{stem}.toml"
 
 
@@ -114,20 +118,111 @@ def find_preset(name_or_path: Union[str, Path]) -> Path:
 
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 
+# Bounds on what reaches tomllib. A preset is a few KB; tomllib's cost grows with the square
+# of a dotted key's parts (a 30 KB ``a.a.a… = 1`` took 1.5 GB) and it recurses per nested
+# array (1000 deep: RecursionError), so these are checked on the text first.
+MAX_PRESET_BYTES = 256 * 1024
+MAX_DEPTH = 16        # arrays / inline tables inside each other
+MAX_KEY_PARTS = 16    # a.b.c… in one key or table header
+MAX_TOKEN = 256       # characters of a bare key or a literal outside strings
+MAX_NUMBER = 40       # characters of a number literal (Python refuses > 4300 digits anyway)
+
+
+def check_toml_bounds(text: str, source: str) -> None:
+    """PresetError (naming the line) when ``text`` passes the bounds above; else None.
+
+    A small scanner that skips strings ("…", '…', and their triple-quoted forms) and
+    comments, and looks at what is left: bracket depth, dots per key, token lengths.
+    """
+    if len(text) > MAX_PRESET_BYTES:
+        raise PresetError(source, None, f"{len(text)} characters; a preset may have at most {MAX_PRESET_BYTES}")
+    depth = dots = token = line = 0
+    i, n = 0, len(text)
+    token_start = 0
+
+    def fail(problem: str) -> None:
+        raise PresetError(source, f"line {line + 1}", problem)
+
+    while i < n:
+        ch = text[i]
+        if ch in "\"'":
+            quote = text[i:i + 3] if text[i:i + 3] in ('"""', "'''") else ch
+            i += len(quote)
+            while i < n and not text.startswith(quote, i):
+                if text[i] == "\\" and quote[0] == '"':
+                    i += 1
+                elif text[i] == "\n":
+                    if len(quote) == 1:
+                        break  # an unterminated string: tomllib says where
+                    line += 1
+                i += 1
+            i += len(quote)
+            token = 0
+            continue
+        if ch == "#":
+            while i < n and text[i] != "\n":
+                i += 1
+            continue
+        if ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                fail(f"arrays or tables nested more than {MAX_DEPTH} deep")
+            dots = token = 0
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+            dots = token = 0
+        elif ch in "=,\n":
+            dots = token = 0
+            if ch == "\n":
+                line += 1
+        elif ch == ".":
+            dots += 1
+            if dots >= MAX_KEY_PARTS:
+                fail(f"a key with more than {MAX_KEY_PARTS} dotted parts")
+            token += 1
+        elif ch in " \t\r":
+            if token:
+                _check_token(text[token_start:i], fail)
+            token = 0
+        else:
+            if not token:
+                token_start = i
+            token += 1
+            if token > MAX_TOKEN:
+                _check_token(text[token_start:i + 1], fail)
+                fail(f"a key or value longer than {MAX_TOKEN} characters (quote long text)")
+        i += 1
+        if token and (i >= n or text[i] in " \t\r\n=,[]{}#"):
+            _check_token(text[token_start:i], fail)
+            token = 0
+
+
+def _check_token(token: str, fail) -> None:
+    if len(token) > MAX_NUMBER and token.lstrip("+-")[:1].isdigit() and \
+            all(c.isdigit() or c in "+-_.eE" for c in token):
+        fail(f"a number longer than {MAX_NUMBER} characters")
+
 
 def read_toml(path: Path) -> dict:
     """The TOML table in ``path``; PresetError naming the file (and the line and column of a
     syntax error) if it cannot be read or parsed."""
     source = str(path)
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        with open(path, "rb") as f:
+            data = f.read(MAX_PRESET_BYTES + 1)  # never the whole of a huge (or endless) file
+        if len(data) > MAX_PRESET_BYTES:
+            raise PresetError(source, None, f"larger than {MAX_PRESET_BYTES} bytes; a preset is a few KB of TOML")
+        text = data.decode("utf-8-sig")
     except OSError as e:
         raise PresetError(source, None, f"cannot read: {e.strerror or e}") from None
     except UnicodeDecodeError as e:
         raise PresetError(source, None, f"not UTF-8 text (byte {e.start})") from None
+    check_toml_bounds(text, source)
     try:
         return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
+    except (ValueError, RecursionError) as e:  # int() of a huge literal raises a bare ValueError
+        if not isinstance(e, tomllib.TOMLDecodeError):
+            raise PresetError(source, None, f"cannot be read as TOML: {str(e)[:200]}") from None
         message = str(e)
         where = _TOML_POSITION.search(message)
         if where:
