@@ -17,7 +17,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="eager", help="how the U-Net runs: eager (default) | compile "
                                                      "(torch.compile'd segments; the first frames compile) | "
                                                      "trace (TorchScript-traced segments and VAE: no compiler, "
-                                                     "fastest on a CPU at small sizes) | "
+                                                     "none of diffusers' per-module Python) | "
                                                      "tensorrt (engines from `netbend build-engines`, CUDA)")
 
 def _render_parser(sub) -> None:
