@@ -58,6 +58,7 @@ def _render(args: argparse.Namespace) -> int:
         frames_dir=Path(args.frames_dir) if args.frames_dir else None, allow_pickle=args.allow_pickle,
         device=args.device, progress=not args.quiet, take=Path(args.take) if args.take else None,
         steps=args.steps, backend=args.backend,
+        init_image=Path(args.init_image) if args.init_image else None, prompts=args.prompts,
     )
     from live.cli.batch import check_distinct, jobs_for_files, load_batch
 
@@ -82,7 +83,7 @@ def _features(args: argparse.Namespace) -> int:
     from live.media import load_audio
 
     samples, rate = load_audio(args.audio, mono=True)
-    table = analyze(samples, rate, fps=args.fps)
+    table = analyze(samples, rate, fps=args.fps, taper=args.taper)
     if args.output:
         table.to_csv(args.output)
         print(f"wrote {args.output}: {len(table)} windows x {len(table.names)} features")
@@ -120,6 +121,21 @@ def _sweep(args: argparse.Namespace) -> int:
     from live.cli.render import parse_size
     from live.cli.sweep import SweepJob, sweep
 
+    if args.figure is not None:
+        from live.cli.figures import FigureJob, figure_sheet
+
+        if args.ray is not None:
+            raise ValueError("--figure renders on this machine; leave out --ray")
+        if args.operator or args.params or args.layers or args.opt:
+            raise ValueError("--figure draws the paper's own operators, params and layers; "
+                             "leave out --operator, --params, --layers and --opt")
+        size = parse_size(args.size)
+        result = figure_sheet(FigureJob(Path(args.output), args.figure, model=args.model or "sd-1.4", size=size,
+                                        steps=args.steps, device=args.device))
+        print(f"wrote {result}")
+        return 0
+    if not args.operator or not args.params:
+        raise ValueError("sweep needs --operator and --params (or --figure 1|2|3|4 for one of the paper's figures)")
     job = SweepJob(output=Path(args.output), preset=args.preset, operator=args.operator,
                    params=args.params, layers=args.layers, model=args.model, size=parse_size(args.size),
                    opts=args.opt or [], device=args.device, backend=args.backend)

@@ -35,6 +35,11 @@ def _render_parser(sub) -> None:
     p.add_argument("--frames-dir", help="keep the PNG frames here (a render resumes from them)")
     p.add_argument("--take", help="render a rehearsal take (from `netbend live --record`) instead of an audio file")
     p.add_argument("--steps", type=int, help="with --take: denoising steps per frame (default 1, as live)")
+    p.add_argument("--init-image", metavar="IMAGE", help="chain and stream presets: frame 0 grows from this image "
+                                                         "(img2img) instead of from the prompt")
+    p.add_argument("--prompts", metavar="SCHEDULE", help='a prompt schedule replacing the preset\'s prompt: '
+                                                          '"SECONDS:PROMPT|SECONDS:PROMPT|...", blended in between, '
+                                                          'e.g. "0:starry night|20:forest with river"')
     p.add_argument("--allow-pickle", action="store_true", help="allow loading pickled .ckpt/.bin checkpoints "
                                                                "(they can run code: only files you trust)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -90,11 +95,18 @@ def _devices_parser(sub) -> None:
 
 
 def _sweep_parser(sub) -> None:
-    p = sub.add_parser("sweep", help="a labelled contact sheet of one operator over params and layers")
+    p = sub.add_parser("sweep", help="a labelled contact sheet of one operator over params and layers, or one of "
+                                     "the paper's figures (--figure)")
     p.add_argument("--preset", default="default")
-    p.add_argument("--operator", required=True)
-    p.add_argument("--params", required=True, help="comma-separated params, e.g. 0,0.8,1.6,3.2")
-    p.add_argument("--layers", help="comma-separated layers: latent@N, point names or indices (default: a spread)")
+    p.add_argument("--operator", help="the operator to sweep (required without --figure)")
+    p.add_argument("--params", help="comma-separated params, e.g. 0,0.8,1.6,3.2 (required without --figure)")
+    p.add_argument("--layers", help="comma-separated layers: latent@N (the paper's layer N), unet:N or point names "
+                                    "such as mid (a bare number is refused: it could mean either); default: a spread")
+    p.add_argument("--figure", type=int, metavar="1|2|3|4",
+                   help="the paper's Figure N as a labelled sheet (its prompts, operators, layers and params, "
+                        "seed 46, DDIM 50); --model defaults to sd-1.4, the paper's")
+    p.add_argument("--steps", type=int, default=50, help="with --figure: DDIM steps (default 50, the paper's; "
+                                                         "fewer scale every layer to the same fraction, a preview)")
     p.add_argument("--opt", action="append", metavar="KEY=VALUE", help="operator option, e.g. plane=R2 (repeatable)")
     p.add_argument("-o", "--output", required=True, help="the .png to write")
     p.add_argument("--size", help="WIDTHxHEIGHT of each cell")
@@ -108,6 +120,9 @@ def _features_parser(sub) -> None:
     p.add_argument("-o", "--output", help="write the table as CSV here (default: print it)")
     p.add_argument("--plot", help="write a PNG plot of the features over the waveform here")
     p.add_argument("--fps", type=float, default=20.0, help="windows per second (default 20)")
+    p.add_argument("--taper", default="hann", choices=("hann", "none"),
+                   help="analysis window: hann (default) or none, the paper's rectangular window, which gives "
+                        "the authors' numbers exactly")
 
 
 def _presets_parser(sub) -> None:

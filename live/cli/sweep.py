@@ -4,7 +4,10 @@ with the unbent image first). Every cell uses the preset's prompt and the same s
 the only difference between two cells is the bend.
 
 Layers are written ``latent@N`` (the sampler's latent at step N, the paper's "layer N"),
-a U-Net point name (``mid``, ``up.1``) or an index into the model's point list.
+a U-Net point name (``mid``, ``up.1``) or ``unet:N`` (an index into the model's point
+list). A bare number is refused: it reads as the paper's layer and would be a U-Net index.
+
+``--figure 1|2|3|4`` draws the paper's figures instead (live/cli/figures.py).
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from engine.bends import LATENT, Bend
+from engine.bends import parse_layer as parse_layer_spelling
 
 
 @dataclass
@@ -56,14 +60,12 @@ def _opts(items: list[str]) -> dict:
 
 
 def parse_layer(text: str) -> tuple[object, Optional[int]]:
-    """'latent@40' -> ('latent', 40); 'mid' -> ('mid', None); '3' -> (3, None)."""
-    text = text.strip()
-    if text.startswith(LATENT):
-        _, sep, step = text.partition("@")
-        if not sep or not step.isdigit():
-            raise ValueError(f"bad layer {text!r}; a latent layer needs its step: latent@N")
-        return LATENT, int(step)
-    return (int(text), None) if text.isdigit() else (text, None)
+    """'latent@40' -> ('latent', 40); 'mid' -> ('mid', None); 'unet:3' -> (3, None); a bare
+    '3' is refused with both spellings (engine.bends.parse_layer)."""
+    layer, step = parse_layer_spelling(text, bare_int="refuse")
+    if layer == LATENT and step is None:
+        raise ValueError(f"bad layer {text.strip()!r}; a latent layer needs its step: latent@N")
+    return layer, step
 
 
 def _default_layers(pipeline: str, steps: int) -> list[str]:
