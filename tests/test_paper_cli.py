@@ -158,3 +158,21 @@ def test_render_prompts_schedule_replaces_the_presets_prompt(chord, tmp_path):
     assert src.manifest["prompts"].startswith("0:starry night")
     with pytest.raises(RenderError, match="bad --prompts"):
         check_job(RenderJob(tmp_path / "o.mp4", prompts="starry night"))
+
+
+def test_osc_operator_r1_and_layer_spellings_reach_the_show():
+    """/netbend/bend/1/operator s R1 works because R1..R4 are operators in the one registry;
+    OSC keeps integer layers as U-Net indices and also takes latent@N."""
+    from live.control.limits import ModelLimits
+    from live.control.state import Command, ShowState, apply
+
+    layers = ["conv_in", "down.0", "mid", "up.0", "conv_out"]
+    limits = ModelLimits(layers, {"latent": 4, **{name: 64 for name in layers}})
+    state = ShowState(prompt="fog")
+    for address, args in [("/netbend/bend/1/operator", ("R1",)), ("/netbend/bend/1/layer", ("latent@40",)),
+                          ("/netbend/bend/1/param", (1.5,))]:
+        state = apply(state, Command(address, args), limits)
+    bend = state.slots[0].bend
+    assert (bend.operator, bend.layer, bend.step, bend.param) == ("R1", "latent", frozenset({40}), 1.5)
+    state = apply(state, Command("/netbend/bend/1/layer", (2,)), limits)
+    assert state.slots[0].bend.layer == "mid"  # an int over OSC is a U-Net index
