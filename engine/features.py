@@ -25,7 +25,8 @@ One deliberate difference from the authors' code: the window is tapered (periodi
 before the FFT by default. Their rectangular window leaks so much that a steady 1 kHz
 tone reads a centroid of 1300 to 2500 Hz depending on its phase in the window, which
 makes the spectral features jitter from frame to frame; ``taper="none"`` gives their
-numbers exactly. ``rms`` is computed on the untapered samples either way.
+numbers exactly (a preset's ``[features] taper = "none"``, as the paper presets have, or
+``netbend features --taper none``). ``rms`` is computed on the untapered samples either way.
 
 Every output is finite: silence gives 0 (ratios 0, moments 0), never NaN.
 """
