@@ -143,6 +143,7 @@ def test_a_slow_and_a_failing_output_never_make_the_render_thread_wait(caplog):
     outputs.add(sleepy)
     outputs.add(Broken())
     worst = 0.0
+    started = time.monotonic()
     with caplog.at_level(logging.ERROR, logger="netbend.outputs"):
         for i in range(100):  # 100 frames at 100 fps
             t = time.perf_counter()
@@ -151,8 +152,9 @@ def test_a_slow_and_a_failing_output_never_make_the_render_thread_wait(caplog):
             time.sleep(0.01)
         time.sleep(0.3)
     stats = outputs.close()
+    elapsed = time.monotonic() - started
     assert worst < 0.02  # a put is a copy and two short locks, never a wait on an output
-    assert 2 <= stats["sleepy"]["sent"] <= 8 and stats["sleepy"]["dropped"] >= 90
+    assert 2 <= stats["sleepy"]["sent"] <= elapsed / 0.25 + 1 and stats["sleepy"]["dropped"] >= 100 - elapsed / 0.25
     assert stats["sleepy"]["sent"] + stats["sleepy"]["dropped"] == 100  # every frame sent or counted
     assert stats["broken"]["failed"] >= 90 and stats["broken"]["sent"] == 0
     assert stats["broken"]["dropped"] == 100  # each frame either pushed out or failed: all counted
@@ -256,7 +258,7 @@ while True:
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
     info = probe(out)  # decodes every packet: it would raise on a broken file
-    assert info.frames >= 2 * 25 and info.video_codec == "h264"  # of ~4 s, at most the last second is lost
+    assert info.video_duration >= 2.0 and info.video_codec == "h264"  # of ~4 s, at most the last second is lost
     assert info.audio_codec == "aac" and abs(info.audio_duration - info.video_duration) < 1.2
 
 
@@ -307,7 +309,7 @@ def test_ndi_frames_reach_a_real_receiver_as_sent(ndi_loopback, tmp_path):
         best = int(np.argmin(error))
         assert error[best] < 3.0  # NDI's codec is lossy: within a few levels of 255
         assert np.sort(error)[1] > 2 * error[best]  # and unmistakably that frame, not a neighbour
-    assert stats["ndi"]["sent"] == n and stats["ndi"]["failed"] == 0
+    assert stats["ndi"]["sent"] + stats["ndi"]["dropped"] == n and stats["ndi"]["failed"] == 0
     assert len(got["audio"]) > 0.1 * Tone.sample_rate  # the input audio went along
 
 
@@ -356,3 +358,34 @@ def test_audio_tap_fills_a_lost_stretch_with_silence():
     assert len(samples) == 300 and tap.lost == 250 and (samples[:250] == 0).all() and (samples[250:] == 1).all()
     with pytest.raises(ValueError, match="no read_since"):
         AudioTap(object())
+
+
+# -- the window draws the same picture (one home for output size and scaling) -----------------------
+
+
+@pytest.mark.parametrize("mode", ["fit", "fill", "stretch"])
+@pytest.mark.parametrize("upscale", ["sharp", "smooth"])
+def test_the_window_shows_what_the_outputs_get(monkeypatch, mode, upscale):
+    moderngl = pytest.importorskip("moderngl")
+    from live.display.display import Display
+    from live.show.mailbox import Frame as ShownFrame
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    ctx = moderngl.create_standalone_context(backend="egl")
+    try:
+        framing = Framing((192, 108), mode, upscale)
+        display = Display.offscreen(ctx, (192, 108))
+        display.framing = framing
+        image = (np.random.default_rng(1).random((32, 64, 3)) * 255).astype(np.uint8)
+        display.upload(ShownFrame(image, 0, 0.0, 0.0))
+        display.draw(0.0)
+        shown, sent = display.read_pixels().astype(int), framing.apply(image).astype(int)
+        display.release()
+    finally:
+        ctx.release()
+    assert shown.shape == sent.shape == (108, 192, 3)
+    if upscale == "sharp":  # the same texel for every pixel (measured: all equal on Mesa)
+        assert (shown == sent).all(axis=-1).mean() > 0.99
+    else:  # bilinear both ways; GL's fixed-point weights differ by a level here and there
+        assert np.abs(shown - sent).mean() < 1.0
+    assert ((shown == 0).all(axis=-1) == (sent == 0).all(axis=-1)).mean() > 0.99  # bars in the same places

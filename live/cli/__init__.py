@@ -150,6 +150,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _live(args: argparse.Namespace) -> int:
+    from live.outputs.options import OutputOptions
     from live.show.app import LiveOptions, format_stats, parse_host_port, run_live
     from live.cli.render import parse_size
 
@@ -166,7 +167,7 @@ def _live(args: argparse.Namespace) -> int:
         record_audio=args.record_audio,
         replay=Path(args.replay) if args.replay else None,
         slots=args.slots.split(",") if args.slots else [], allow_pickle=args.allow_pickle, no_audio=args.no_audio,
-        backend=args.backend,
+        backend=args.backend, outputs=OutputOptions.from_args(args),
     )
     if opts.audio_file is not None and not opts.audio_file.is_file():
         raise ValueError(f"--audio-file {str(opts.audio_file)!r}: no such file")

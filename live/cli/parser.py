@@ -87,7 +87,33 @@ def _live_parser(sub) -> None:
                        help="with a line-in (--audio-device): also record the input audio into takes")
     takes.add_argument("--replay", metavar="TAKE", help="replay a recorded take's commands")
     takes.add_argument("--slots", help="comma-separated presets for keys 1-9 and /netbend/preset/load N")
+    _output_args(p)
     p.add_argument("--allow-pickle", action="store_true", help="allow pickled checkpoints (trusted files only)")
+
+
+def _output_args(p) -> None:
+    """`netbend live`'s outputs (live.outputs.options). Values are checked there, not by
+    argparse choices, so a wrong one is one line naming what is allowed."""
+    g = p.add_argument_group("outputs (each on its own thread; see live/outputs)")
+    g.add_argument("--ndi", metavar="NAME", help="send the picture as the NDI source NAME (pip install cyndilib)")
+    g.add_argument("--ndi-audio", action="store_true", help="with --ndi: send the input audio along")
+    g.add_argument("--syphon", metavar="NAME", help="macOS: publish the picture as the Syphon server NAME")
+    g.add_argument("--spout", metavar="NAME", help="Windows: send the picture as the Spout sender NAME")
+    g.add_argument("--share", metavar="NAME", help="GPU texture sharing by platform: Syphon on macOS, Spout on Windows")
+    g.add_argument("--virtual-camera", nargs="?", const="", metavar="DEVICE",
+                   help="send the picture to a virtual camera (v4l2loopback /dev/videoN on Linux, OBS's elsewhere)")
+    g.add_argument("--record-video", metavar="OUT.mp4", help="record the show: H.264 of the picture with the input "
+                                                             "audio, crash-safe (fragmented MP4)")
+    g.add_argument("--overwrite", action="store_true", help="with --record-video: replace an existing file")
+    g.add_argument("--output", action="append", metavar="KIND[:ARG]",
+                   help="an output by name (repeatable): ndi:NAME, syphon:NAME, spout:NAME, share:NAME, "
+                        "virtual-camera[:DEVICE], record:OUT.mp4")
+    g.add_argument("--output-size", metavar="WxH", help="the picture's size for the window and every output, "
+                                                       "e.g. 1920x1080 (default: the frame's own)")
+    g.add_argument("--scaling", default="fit", help="fit (bars, default) | fill (crop) | stretch")
+    g.add_argument("--upscale", default="smooth", help="smooth (bilinear, default) | sharp (nearest pixel)")
+    g.add_argument("--output-fps", type=float, default=30.0,
+                   help="the frame rate NDI and the camera announce (default 30; frames go out as rendered)")
 
 
 def _devices_parser(sub) -> None:

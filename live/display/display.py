@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw, ImageFont
 from live.display import shaders
 from live.show.mailbox import Frame
 from live.display.upload import DeviceImage, host_copy
+from live.outputs.framing import Framing, place
 
 log = logging.getLogger("netbend.display")
 
@@ -38,14 +39,9 @@ CLEAR_COLOUR = (0.0, 0.0, 0.0, 1.0)  # letterbox bars: black on a projector is "
 
 
 def letterbox(frame_size: tuple[int, int], viewport: Viewport) -> Viewport:
-    """The largest rectangle of the frame's aspect ratio centred in the viewport."""
-    fw, fh = frame_size
-    vx, vy, vw, vh = viewport
-    if fw * vh >= fh * vw:  # frame is wider: bars top and bottom
-        w, h = vw, max(1, round(vw * fh / fw))
-    else:  # frame is taller: bars left and right
-        w, h = max(1, round(vh * fw / fh)), vh
-    return vx + (vw - w) // 2, vy + (vh - h) // 2, w, h
+    """The largest rectangle of the frame's aspect ratio centred in the viewport (the
+    ``fit`` of live.outputs.framing, where output size and scaling live)."""
+    return place(frame_size, viewport, "fit")
 
 
 class Meter(str):
@@ -141,6 +137,7 @@ class Display:
         self._interval: Optional[float] = None  # smoothed time between generated frames
         self._last_rendered: Optional[float] = None
         self._viewport: Viewport = (0, 0, *self.target.size)
+        self._framing = Framing()  # output size and scaling, shared with every output (live.outputs)
         self.frame: Optional[Frame] = None  # the newest uploaded frame
         self._owned: list = []  # an offscreen framebuffer made for this Display
 
@@ -188,9 +185,24 @@ class Display:
             image = host_copy(image)
         texture.write(np.ascontiguousarray(image))
 
+    @property
+    def framing(self) -> Framing:
+        return self._framing
+
+    @framing.setter
+    def framing(self, framing: Framing) -> None:
+        """Output size, fit/fill/stretch and smooth/sharp: the window shows what the outputs get."""
+        self._framing = framing
+        for texture in self._textures:
+            texture.filter = self._filter()
+
+    def _filter(self) -> tuple[int, int]:
+        kind = moderngl.NEAREST if self._framing.upscale == "sharp" else moderngl.LINEAR
+        return kind, kind
+
     def _frame_texture(self, size: tuple[int, int]) -> moderngl.Texture:
         texture = self.ctx.texture(size, 3, alignment=1)
-        texture.filter = (moderngl.LINEAR, moderngl.LINEAR)
+        texture.filter = self._filter()
         texture.repeat_x = texture.repeat_y = False
         return texture
 
@@ -229,7 +241,9 @@ class Display:
         ctx.disable(moderngl.BLEND | moderngl.DEPTH_TEST | moderngl.CULL_FACE)
         self.target.clear(*CLEAR_COLOUR, viewport=viewport)
         if self.frame is not None:
-            ctx.viewport = letterbox(self._frame_size, viewport)
+            picture, rect = self._framing.in_viewport(self._frame_size, viewport)
+            ctx.scissor = picture  # fill draws past the picture's edges: crop there
+            ctx.viewport = rect
             mix = self.mix_at(now)
             if mix >= 1.0:
                 self._textures[self._newest].use(location=0)
@@ -239,6 +253,7 @@ class Display:
                 self._textures[self._newest].use(location=1)
                 self._programs["crossfade"]["u_mix"].value = mix
                 self._vaos["crossfade"].render(moderngl.TRIANGLES, vertices=3)
+            ctx.scissor = None
         if self.hud_enabled and self._hud is not None:
             self._draw_hud(viewport)
         ctx.viewport = viewport

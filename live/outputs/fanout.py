@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from live.outputs.framing import Framing
-from live.outputs.output import Output, OutputError, OutputThread, _hold
+from live.outputs.output import STOP_WAIT_S, Output, OutputError, OutputThread, _hold
 
 log = logging.getLogger("netbend.outputs")
 
@@ -53,13 +53,13 @@ class Outputs:
         log.info("output %s: %s at %dx%d", output.name, output.describe(), *self.picture_size)
         return thread
 
-    def remove(self, name: str) -> dict:
+    def remove(self, name: str, timeout: float = STOP_WAIT_S) -> dict:
         """Stop one output (its thread closes it); returns its final numbers."""
         with self._lock:
             threads = dict(self._threads)
             thread = threads.pop(self._known(name), None)
             self._threads = threads
-        thread.stop()
+        thread.stop(timeout)
         self.finished[name] = thread.stats()
         return self.finished[name]
 
@@ -105,6 +105,19 @@ class Outputs:
             raise OutputError("not recording video; start with /netbend/record/video/start PATH.mp4")
         self.remove("record")
 
+    def act(self, command) -> None:
+        """Carry out an output command at a frame boundary (live.outputs.commands has the
+        addresses); raises OutputError, which the show answers on /netbend/error."""
+        from live.outputs.commands import START, STOP, output_name
+
+        a, args = command.address, tuple(command.args)
+        if a == START:
+            self.start_recording(args[0])
+        elif a == STOP:
+            self.stop_recording()
+        else:
+            self.enable(output_name(a), bool(args[0]))
+
     # -- frames
 
     def put(self, frame) -> None:
@@ -128,8 +141,9 @@ class Outputs:
     def hud_lines(self) -> list[str]:
         return [t.hud_line() for t in self._threads.values()]
 
-    def close(self) -> dict:
-        """Stop every output (recordings finish their file); returns the final numbers."""
+    def close(self, timeout: float = STOP_WAIT_S) -> dict:
+        """Stop every output (recordings finish their file); returns the final numbers. An
+        output stuck longer than ``timeout`` is left behind (logged), never waited for."""
         for name in list(self._threads):
-            self.remove(name)
+            self.remove(name, timeout)
         return dict(self.finished)

@@ -102,6 +102,7 @@ class Show:
         self._apply_pipeline_settings(None, state)
         self.on_applied: list[Callable[[Command], None]] = []
         self.on_frame: Optional[Callable[[Frame], None]] = None  # e.g. send features out over OSC
+        self.outputs = None  # a live.outputs.fanout.Outputs: every frame also goes to NDI, a recording …
 
     # -- control ---------------------------------------------------------------------------
 
@@ -162,6 +163,10 @@ class Show:
             self.start_recording()
         elif a == "/netbend/record/stop":
             self.stop_recording()
+        elif a.startswith(("/netbend/output/", "/netbend/record/video/")):
+            if self.outputs is None:
+                raise CommandError("this show has no outputs (start it with --ndi, --record-video …)")
+            self.outputs.act(command)
         self._apply_pipeline_settings(before, after)
         self._state = after
 
@@ -296,6 +301,8 @@ class Show:
         ready = self.clock()
         out = Frame(packed, self.index, features.time, ready)
         self.mailbox.put(out)
+        if self.outputs is not None:
+            self.outputs.put(out)  # never waits: each output has its own hand-off and thread
         self.index += 1
         self.frame_times.append(ready)
         self.latencies.append(ready - features.time)
