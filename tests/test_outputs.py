@@ -142,18 +142,20 @@ def test_a_slow_and_a_failing_output_never_make_the_render_thread_wait(caplog):
     sleepy = Sleepy(0.25)
     outputs.add(sleepy)
     outputs.add(Broken())
-    worst = 0.0
+    puts = []
     started = time.monotonic()
     with caplog.at_level(logging.ERROR, logger="netbend.outputs"):
         for i in range(100):  # 100 frames at 100 fps
             t = time.perf_counter()
             outputs.put(Frame(gradient(i), i, 0.0, time.monotonic()))
-            worst = max(worst, time.perf_counter() - t)
+            puts.append(time.perf_counter() - t)
             time.sleep(0.01)
         time.sleep(0.3)
     stats = outputs.close()
     elapsed = time.monotonic() - started
-    assert worst < 0.02  # a put is a copy and two short locks, never a wait on an output
+    # a put is a copy and two short locks, never a wait on the output's 0.25 s (a loaded CI
+    # machine can still preempt the odd one)
+    assert sorted(puts)[90] < 0.01 and max(puts) < 0.2
     assert 2 <= stats["sleepy"]["sent"] <= elapsed / 0.25 + 1 and stats["sleepy"]["dropped"] >= 100 - elapsed / 0.25
     assert stats["sleepy"]["sent"] + stats["sleepy"]["dropped"] == 100  # every frame sent or counted
     assert stats["broken"]["failed"] >= 90 and stats["broken"]["sent"] == 0
@@ -389,3 +391,46 @@ def test_the_window_shows_what_the_outputs_get(monkeypatch, mode, upscale):
     else:  # bilinear both ways; GL's fixed-point weights differ by a level here and there
         assert np.abs(shown - sent).mean() < 1.0
     assert ((shown == 0).all(axis=-1) == (sent == 0).all(axis=-1)).mean() > 0.99  # bars in the same places
+
+
+def test_recording_starts_and_stops_off_the_render_thread(tmp_path):
+    from live.control.state import Command
+
+    class SlowDisk(VideoRecording):
+        def open(self, size, fps):
+            time.sleep(1.0)  # a network share
+            super().open(size, fps)
+
+        def close(self):
+            time.sleep(1.0)
+            super().close()
+
+    errors = []
+    outputs = Outputs(frame_size=(64, 48), recording=lambda path: SlowDisk(path, audio=Tone()))
+    outputs.error = lambda address, reason: errors.append((address, reason))
+    taken = tmp_path / "taken.mp4"
+    taken.write_bytes(b"keep")
+    outputs.act(Command("/netbend/record/video/start", (str(taken),)))
+    deadline = time.monotonic() + 10
+    while not errors and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert errors and errors[0][0] == "/netbend/record/video/start" and "already exists" in errors[0][1]
+    assert taken.read_bytes() == b"keep" and "record" not in outputs
+    out = tmp_path / "new.mp4"
+    t = time.perf_counter()
+    outputs.act(Command("/netbend/record/video/start", (str(out),)))
+    assert time.perf_counter() - t < 0.5  # the file is made on another thread, not the render thread's
+    with pytest.raises(OutputError, match="already recording"):
+        outputs.act(Command("/netbend/record/video/start", (str(tmp_path / "other.mp4"),)))
+    while "record" not in outputs and time.monotonic() < deadline + 5:
+        time.sleep(0.01)
+    for i in range(10):
+        outputs.put(Frame(gradient(i), i, time.monotonic(), time.monotonic()))
+        time.sleep(0.04)
+    t = time.perf_counter()
+    outputs.act(Command("/netbend/record/video/stop", ()))
+    assert time.perf_counter() - t < 0.5 and "record" not in outputs  # finishing the file is not the caller's wait
+    with pytest.raises(OutputError, match="not recording"):
+        outputs.act(Command("/netbend/record/video/stop", ()))
+    stats = outputs.close()  # waits for the file to be finished
+    assert probe(out).frames == stats["record"]["sent"] == 10

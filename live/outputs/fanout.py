@@ -32,6 +32,9 @@ class Outputs:
         self._threads: dict[str, OutputThread] = {}
         self._lock = threading.Lock()  # add/remove (render or main thread) against put (render thread)
         self.finished: dict[str, dict] = {}  # stats of outputs removed during the show
+        self.error: Callable[[str, str], None] = lambda address, reason: None  # -> /netbend/error
+        self._opening = False
+        self._workers: list[threading.Thread] = []  # recordings opening or finishing off the render thread
 
     @property
     def picture_size(self) -> tuple[int, int]:
@@ -59,8 +62,7 @@ class Outputs:
             threads = dict(self._threads)
             thread = threads.pop(self._known(name), None)
             self._threads = threads
-        thread.stop(timeout)
-        self.finished[name] = thread.stats()
+        self._finish(name, thread, timeout)
         return self.finished[name]
 
     def _known(self, name: str) -> str:
@@ -87,23 +89,47 @@ class Outputs:
         self[name].set_enabled(on)
         log.info("output %s %s", name, "on" if on else "off")
 
-    # -- recording during the show
+    # -- recording during the show (asked for on the render thread, which never touches a file)
 
-    def start_recording(self, path) -> Path:
-        """/netbend/record/video/start: a new recording to ``path`` (never over an existing file)."""
+    def start_recording(self, path) -> None:
+        """/netbend/record/video/start: a new recording to ``path``, opened on a thread of its
+        own (checking and creating the file is disk work); a refusal (the file exists, the
+        folder does not) goes to ``error`` as /netbend/error."""
         if self._make_recording is None:
             raise OutputError("this show cannot record video (no recording was configured)")
-        if "record" in self._threads:
-            raise OutputError(f"already recording ({self._threads['record'].output.describe()}); "
-                              "send /netbend/record/video/stop first")
-        output = self._make_recording(Path(path))
-        self.add(output)
-        return Path(path)
+        with self._lock:
+            if "record" in self._threads or self._opening:
+                raise OutputError("already recording; send /netbend/record/video/stop first")
+            self._opening = True
+        self._background(self._open_recording, Path(path))
+
+    def _open_recording(self, path: Path) -> None:
+        try:
+            self.add(self._make_recording(path))
+        except Exception as e:  # noqa: BLE001 - answered, never raised into a thread's top
+            log.error("recording not started: %s", e)
+            self.error("/netbend/record/video/start", str(e))
+        finally:
+            self._opening = False
 
     def stop_recording(self) -> None:
-        if "record" not in self._threads:
-            raise OutputError("not recording video; start with /netbend/record/video/start PATH.mp4")
-        self.remove("record")
+        """/netbend/record/video/stop: the recording finishes its file on its own time."""
+        with self._lock:
+            if "record" not in self._threads:
+                raise OutputError("not recording video; start with /netbend/record/video/start PATH.mp4")
+            threads = dict(self._threads)
+            thread = threads.pop("record")
+            self._threads = threads
+        self._background(self._finish, "record", thread, STOP_WAIT_S)
+
+    def _finish(self, name: str, thread: OutputThread, timeout: float) -> None:
+        thread.stop(timeout)
+        self.finished[name] = thread.stats()
+
+    def _background(self, target, *args) -> None:
+        worker = threading.Thread(target=target, args=args, name="netbend-outputs", daemon=True)
+        self._workers = [w for w in self._workers if w.is_alive()] + [worker]
+        worker.start()
 
     def act(self, command) -> None:
         """Carry out an output command at a frame boundary (live.outputs.commands has the
@@ -144,6 +170,8 @@ class Outputs:
     def close(self, timeout: float = STOP_WAIT_S) -> dict:
         """Stop every output (recordings finish their file); returns the final numbers. An
         output stuck longer than ``timeout`` is left behind (logged), never waited for."""
+        for worker in list(self._workers):
+            worker.join(timeout + 1.0)  # a recording still opening or finishing its file
         for name in list(self._threads):
             self.remove(name, timeout)
         return dict(self.finished)

@@ -201,6 +201,7 @@ def run_live(opts: LiveOptions) -> dict:
                     # a file's audio always goes into takes (render --take has it); a line-in's on request
                     audio_source=source if opts.record_audio or opts.audio_file is not None else None)
         show.outputs = outputs
+        outputs.error = lambda address, reason: show.error(address, reason)  # answered like any command
         if opts.osc_port is not None and opts.osc_port >= 0:
             from live.control.osc import OscControl, OscServer
 
