@@ -1,6 +1,7 @@
 """The built-in demo track: a few seconds of synthesised music that exercises every
 feature (kick drum for bass and onsets, a swelling chord pad for rms and centroid, hi-hats
-for the high band), so `netbend render` has something to show on a fresh machine."""
+for the high band), with a break of silence, so `netbend render` has something to show on a
+fresh machine and a render shows both what the music does and what quiet does."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,6 +9,7 @@ import numpy as np
 DEMO_SECONDS = 8.0
 DEMO_RATE = 44100
 DEMO_BPM = 120.0
+DEMO_BREAK = (4.0, 5.5)  # seconds of silence in the middle: the picture must settle, not flicker
 
 
 def demo_audio(seconds: float = DEMO_SECONDS, sample_rate: int = DEMO_RATE, bpm: float = DEMO_BPM) -> np.ndarray:
@@ -45,6 +47,10 @@ def demo_audio(seconds: float = DEMO_SECONDS, sample_rate: int = DEMO_RATE, bpm:
             seg = min(hat_len, n - off)
             out[off:off + seg] += 0.1 * hat[:seg]
 
+    # the break: silence with 10 ms fades, so it starts and ends without a click
+    fade = 0.01
+    gate = np.clip(np.maximum(DEMO_BREAK[0] - t, t - DEMO_BREAK[1]) / fade, 0.0, 1.0)
+    out *= gate
     out /= max(1.0, np.abs(out).max() / 0.9)
     stereo = np.stack([out, np.roll(out, 64)], axis=1)  # a touch of width
     return stereo.astype(np.float32)

@@ -44,10 +44,15 @@ class StreamConfig:
     color_coherence: float = 0.0  # 0..1 pull of each frame's colour statistics to the first frame's
     noise_floor: float = 0.0  # std of fresh noise added to the fed-back latent
     prompts: Optional[list] = None  # a prompt schedule [[seconds, prompt], ...], read at frame_index / fps
+    # steps of the first frame, drawn from the prompt alone (None: steps). A model that is not
+    # distilled for one step (mini) draws its first picture with several, then feeds it back.
+    first_steps: Optional[int] = None
 
     def __post_init__(self) -> None:
         if not 1 <= int(self.steps) <= 50:
             raise ValueError(f"stream steps must be 1..50 (1-4 for turbo models), got {self.steps}")
+        if self.first_steps is not None and not 1 <= int(self.first_steps) <= 50:
+            raise ValueError(f"stream first_steps must be 1..50 (or unset: as steps), got {self.first_steps}")
         if not 0.0 < float(self.strength) <= 1.0:
             raise ValueError(f"stream strength must be in (0, 1], got {self.strength}")
         check_size(self, "stream")
@@ -140,11 +145,13 @@ class StreamPipeline(BentPipeline):
 
     def _denoise_from_noise(self, T: int) -> Tensor:
         m, c, acp = self.model, self.config, self._acp
-        ts = stream_timesteps(c.steps, 1.0, T)
+        ts = stream_timesteps(c.first_steps or c.steps, 1.0, T)
         x0 = torch.zeros(self._latent_shape, device=m.device, dtype=m.dtype)
         for k, t in enumerate(ts):
             a = float(acp[t])
-            x_t = a ** 0.5 * x0 + (1 - a) ** 0.5 * self._noise[k]
+            noise = self._noise[k] if k < len(self._noise) else seeded_noise(self._latent_shape, c.seed + k,
+                                                                             m.device, m.dtype)
+            x_t = a ** 0.5 * x0 + (1 - a) ** 0.5 * noise
             out = guided_unet(self.unet, self.bender, x_t, torch.tensor([t], device=m.device), self._emb,
                               self._uncond, c.guidance, k)
             x0 = predict_x0(out, x_t, a, self._prediction_type)
