@@ -221,7 +221,7 @@ class StreamPipeline(BentPipeline):
         self.claim()
         if not self._prepared:
             raise RuntimeError("call prepare() before step()")
-        m, c = self.model, self.config
+        c = self.config
         self._advance_prompt()
         if image is not None:
             x0 = self.encode_image(self._fit(image))
