@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from pythonosc.osc_message import OscMessage
+from pythonosc.osc_packet import OscPacket
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from engine.demo_audio import demo_audio
@@ -56,17 +56,17 @@ class Osc:
                 data, _ = self.sock.recvfrom(65536)
             except socket.timeout:
                 break
-            m = OscMessage(data)
-            got.append((m.address, tuple(m.params)))
-            if until and m.address == until:
+            messages = [timed.message for timed in OscPacket(data).messages]  # a message or a bundle
+            got += [(m.address, tuple(m.params)) for m in messages]
+            if until and any(m.address == until for m in messages):
                 break
         return got
 
     def wait_for_app(self, timeout=60.0):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self.send("/netbend/state")
-            if any(a == "/netbend/state/end" for a, _ in self.receive(0.5, until="/netbend/state/end")):
+            self.send("/netbend/state")  # answered while the model loads too: wait for /netbend/ready 1
+            if ("/netbend/ready", (1,)) in self.receive(0.5, until="/netbend/state/end"):
                 return
         raise AssertionError("the app never answered /netbend/state")
 

@@ -149,7 +149,7 @@ def test_every_address_is_accepted_and_submitted(address, args, check):
 def test_state_query_replies_with_the_whole_state_and_submits_nothing():
     t = Table()
     replies = t.handle(STATE)
-    assert replies == t.state.messages() + [(STATE_END, ())]
+    assert replies == t.state.messages() + [("/netbend/ready", (1,)), (STATE_END, ())]
     addresses = [a for a, _ in replies]
     assert {"/netbend/prompt", "/netbend/strength", "/netbend/bend/1/operator", "/netbend/bend/1/layer",
             "/netbend/bend/1/scale"} <= set(addresses)
@@ -501,7 +501,7 @@ def test_state_query_replies_with_the_whole_state_and_an_end_marker(live):
     got = replies(run_client(s.port, STATE_QUERY))
     assert got[-1] == (STATE_END, [])
     expected = s.show.state.messages()
-    assert len(got) == len(expected) + 1
+    assert len(got) == len(expected) + 2 and got[-2] == ("/netbend/ready", [1])
     for (address, args), (want_address, want_args) in zip(got, expected):
         assert address == want_address
         assert args == [pytest.approx(a) if isinstance(a, float) else a for a in want_args]
@@ -583,7 +583,7 @@ def test_a_future_bundle_does_not_stall_the_next_message(live):
     lines = run_client(s.port, [{"bundle": [["/netbend/prompt", ["from the future"]]], "ahead": 60.0}] + STATE_QUERY)
     sent_at = next(line["t"] for line in lines if line.get("sent") == STATE)
     end_at = next(line["t"] for line in lines if line.get("address") == STATE_END)
-    assert end_at - sent_at < 0.1
+    assert end_at - sent_at < 0.5  # not the minute the tag asks for
     # bundles apply on arrival (see live/control/osc.py): the prompt changed, not in a minute
     assert ("/netbend/prompt", ("from the future",)) in s.feedback.collect(until="/netbend/prompt")
 

@@ -65,6 +65,7 @@ STATE = "/netbend/state"          # query: replies with ShowState.messages() the
 STATE_END = "/netbend/state/end"  # marks the end of a state reply (UDP gives no other end)
 AUDIO = "/netbend/audio"          # /netbend/audio/<feature> f
 SAVED = "/netbend/preset/saved"   # s:name, echoed when a save has been written
+READY = "/netbend/ready"          # i: 1 once the show renders (0 while the model loads), in state replies
 TEMPO_ADDRESSES = ("/netbend/tempo", "/netbend/tempo/tap", "/netbend/tempo/lock")
 
 Reply = tuple[str, tuple]
@@ -168,6 +169,7 @@ class OscControl:
         ValueError with the reason). None: preset loads are refused.
     check_save: name -> None, or raises ValueError (a shipped preset's name, say).
     tempo: a live.control.tempo.Tempo taking /netbend/tempo, /tempo/tap and /tempo/lock.
+    ready: whether the show renders yet (``/netbend/ready`` in the state reply).
     clock: the show clock stamped on each Command.
     pending_s: how long a queued command counts towards validating the next messages
         when the render thread has not applied it yet.
@@ -176,8 +178,9 @@ class OscControl:
     def __init__(self, get_state: Callable[[], ShowState], submit: Callable[[Command], None],
                  layers=None, clock: Callable[[], float] = time.monotonic, pending_s: float = 2.0,
                  load_preset: Optional[Callable[[Any], ShowState]] = None,
-                 check_save: Optional[Callable[[str], None]] = None, tempo=None):
-        self._get_state, self._submit, self._clock = get_state, submit, clock
+                 check_save: Optional[Callable[[str], None]] = None, tempo=None,
+                 ready: Callable[[], bool] = lambda: True):
+        self._get_state, self._submit, self._clock, self.ready = get_state, submit, clock, ready
         self.layers = layers
         self.load_preset, self.check_save, self.tempo = load_preset, check_save, tempo
         self._pending_s = pending_s
@@ -246,7 +249,7 @@ class OscControl:
                           "OSC %s from %s: %s", address, _who(sender), reason, exc_info=True)
             return [(ERROR, (address, _short(reason, MAX_REASON)))]
         if address == STATE:
-            return list(self._get_state().messages()) + [(STATE_END, ())]
+            return list(self._get_state().messages()) + [(READY, (int(self.ready()),)), (STATE_END, ())]
         try:
             self._submit(command)
         except queue.Full:
@@ -613,3 +616,53 @@ class OscServer:
             self.control.log_once(("build", _short(address, 60), type(e).__name__), logging.ERROR,
                                   "cannot encode OSC %s %r: %s", address, tuple(args), e)
             return None
+
+
+class StartGate:
+    """Stands in for the show while the model loads, so the OSC port is open from the first
+    second: commands are held (at most ``limit``, then answered "queue full") and handed to
+    the show, in order, when it starts; a state query answers the starting preset's state.
+
+        gate = StartGate(state_from_preset(preset))
+        control = OscControl(gate.get_state, gate.submit, …)    # before load_model
+        …
+        gate.open(show)                                          # the show validates them again
+    """
+
+    def __init__(self, state: ShowState, limit: int = 1024):
+        self._state, self._limit = state, limit
+        self._held: deque[Command] = deque()
+        self._show = None
+        self._lock = threading.Lock()
+
+    def get_state(self) -> ShowState:
+        show = self._show
+        return show.state if show is not None else self._state
+
+    def submit(self, command: Command) -> None:
+        with self._lock:
+            if self._show is None:
+                if len(self._held) >= self._limit:
+                    raise queue.Full
+                self._held.append(command)
+                return
+        if not self._show.submit(command):
+            raise queue.Full
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    @property
+    def is_open(self) -> bool:
+        return self._show is not None
+
+    def open(self, show) -> int:
+        """Hand the held commands to ``show`` and pass every later one straight on; returns
+        how many were held."""
+        with self._lock:
+            count = len(self._held)
+            while self._held:
+                show.submit(self._held.popleft())
+            self._show = show
+        return count

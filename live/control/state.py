@@ -505,9 +505,10 @@ def _apply_bend(state: ShowState, n: int, field_name: str, args: tuple, a: str, 
             mapping = slot.mapping or Mapping(feature, out_range=(r.low, r.high))
             slot = replace(slot, mapping=replace(mapping, feature=feature))
     else:  # the mapping's fields
-        if slot.mapping is None:
+        if slot.mapping is None and field_name != "scale":
             raise CommandError(f"{a}: bend {n} has no mapping; set /netbend/bend/{n}/feature first")
-        mapping = slot.mapping
+        # scale on a bend without a mapping maps it from rms (the paper's feature), as it always has
+        mapping = slot.mapping or Mapping("rms")
         if field_name == "scale":
             _count(args, 2, a, "two numbers (low, high)")
             mapping = replace(mapping, out_range=(_number(args[0], a), _number(args[1], a)))

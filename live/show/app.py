@@ -131,13 +131,8 @@ def _restore_signals(state: dict) -> None:
 
 def run_live(opts: LiveOptions) -> dict:
     """Run the show until stopped; returns its numbers (fps, latency percentiles …)."""
-    import torch
-
-    from engine.stream import StreamPipeline
+    from live.control.presets import load_preset
     from live.control.state import state_from_preset
-    from live.control.presets import load_preset, load_preset_model
-    from live.show.show import Show
-    from live.display.upload import CudaGLInterop, choose_upload
 
     if opts.duration is not None and opts.duration <= 0:
         raise ValueError(f"--duration must be > 0 seconds, got {opts.duration}")
@@ -154,6 +149,47 @@ def run_live(opts: LiveOptions) -> dict:
     if preset.pipeline != "stream":
         raise ValueError(f"preset {preset.name!r} is a {preset.pipeline} preset; `netbend live` runs stream presets "
                          f"(render it with `netbend render --preset {preset.name}`)")
+    stop = threading.Event()
+    stopped_by = _stop_on_signals(stop)  # from here on a signal ends the show cleanly
+    slots = opts.slots or default_slots()
+    osc = control = gate = None
+    if opts.osc_port is not None and opts.osc_port >= 0:  # open before the model loads: nothing sent is lost
+        from live.control.osc import OscControl, OscServer, StartGate
+        from live.control.preset_files import user_preset_path
+        from live.control.presets import preset_state
+
+        gate = StartGate(take.start_state if take is not None else state_from_preset(preset))
+        control = OscControl(get_state=gate.get_state, submit=gate.submit,
+                             # presets are read on the OSC thread, by name from the preset folders
+                             load_preset=lambda which: preset_state(which, slots, control.layers),
+                             check_save=user_preset_path, ready=lambda: gate.is_open)
+        try:
+            osc = OscServer(control, host=opts.osc_host, port=opts.osc_port, allow=opts.osc_allow or None,
+                            feedback=opts.osc_feedback, features_hz=opts.features_hz).start()
+        except BaseException:
+            _restore_signals(stopped_by)
+            raise
+        log.info("OSC on %s:%d (commands wait for the show to start)", opts.osc_host, osc.port)
+    try:
+        return _run_live(opts, preset, take, output_options, stop, stopped_by, slots, osc, control, gate)
+    finally:
+        stop.set()
+        _restore_signals(stopped_by)
+        if osc is not None:
+            osc.stop()
+
+
+def _run_live(opts: LiveOptions, preset, take, output_options, stop: threading.Event, stopped_by: dict,
+              slots: list, osc, control, gate) -> dict:
+    """run_live once the OSC port is open: load the model, run the show, close it all."""
+    import torch
+
+    from engine.stream import StreamPipeline
+    from live.control.presets import load_preset_model
+    from live.control.state import state_from_preset
+    from live.display.upload import CudaGLInterop, choose_upload
+    from live.show.show import Show
+
     window = None
     if not opts.headless:
         from live.display.window import Window
@@ -175,9 +211,7 @@ def run_live(opts: LiveOptions) -> dict:
     state = take.start_state if take is not None else state_from_preset(preset)
     pipe.bends = state.bends  # layers checked against this model before the show starts
 
-    stop = threading.Event()
-    source = feature_thread = osc = player = outputs = render = None
-    stopped_by = _stop_on_signals(stop)
+    source = feature_thread = player = outputs = render = None
     try:
         if take is not None and opts.audio_file is None and opts.audio_device is None:
             from live.control.takes import TakeFeatures
@@ -195,35 +229,19 @@ def run_live(opts: LiveOptions) -> dict:
             features = feature_thread
         h, w = pipe.size
         outputs = output_options.build((w, h), audio=source if hasattr(source, "read_since") else None)
-        slots = opts.slots or default_slots()
         show = Show(pipe, state, features=features, model_name=model_name, slots=slots, upload=upload,
                     take_root=opts.record.parent if opts.record else None,
                     # a file's audio always goes into takes (render --take has it); a line-in's on request
                     audio_source=source if opts.record_audio or opts.audio_file is not None else None)
         show.outputs = outputs
         outputs.error = lambda address, reason: show.error(address, reason)  # answered like any command
-        if opts.osc_port is not None and opts.osc_port >= 0:
-            from live.control.osc import OscControl, OscServer
-
-            def submit(command) -> None:
-                if not show.submit(command):
-                    raise RuntimeError("the show is behind: command queue full, message dropped")
-
-            from live.control.limits import ModelLimits
-            from live.control.preset_files import user_preset_path
-            from live.control.presets import preset_state
-
-            limits = ModelLimits.from_pipe(pipe)
-            control = OscControl(get_state=lambda: show.state, submit=submit, layers=limits,
-                                 # presets are read on the OSC thread, by name from the preset folders
-                                 load_preset=lambda which: preset_state(which, slots, limits),
-                                 check_save=user_preset_path)
-            osc = OscServer(control, host=opts.osc_host, port=opts.osc_port, allow=opts.osc_allow or None,
-                            feedback=opts.osc_feedback, features_hz=opts.features_hz)
-            osc.start()
+        if osc is not None:
+            control.layers = show.limits  # from now on commands are checked against this model
             show.echo = osc.echo
             show.error = osc.error
-            log.info("OSC on %s:%d", opts.osc_host, osc.port)
+            held = gate.open(show)
+            if held:
+                log.info("%d OSC command(s) sent while the model loaded go to the show now", held)
         if opts.record is not None:
             show.start_recording(opts.record)
         render = threading.Thread(target=show.run, args=(stop,), name="netbend-render", daemon=True)
