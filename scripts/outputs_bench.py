@@ -113,6 +113,8 @@ def main() -> int:
         "per_round_fps": {c: [round(r["fps"], 2) for r in runs[c]] for c in cases},
         "output_sent_per_round": {c: [sum(s["sent"] for s in r["outputs"].values()) for r in runs[c]]
                                   for c in cases if c != "none"},
+        "output_send_ms_p50_per_round": {c: [max((s["send_ms_p50"] for s in r["outputs"].values()), default=0.0)
+                                             for r in runs[c]] for c in cases if c != "none"},
         "output_dropped_per_round": {c: [sum(s["dropped"] for s in r["outputs"].values()) for r in runs[c]]
                                      for c in cases if c != "none"},
     }

@@ -30,6 +30,11 @@ class AudioTap:
         self._position = int(self.source.frames_received)
         self.samples_read = 0
 
+    @property
+    def position(self) -> int:
+        """The source's absolute sample number the next read starts at."""
+        return self._position
+
     def read(self) -> np.ndarray:
         """(n,) float32 mono: everything that arrived since the last read."""
         if self._position is None:

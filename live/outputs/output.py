@@ -103,6 +103,7 @@ class OutputThread:
         self.failed = 0
         self.skipped = 0  # frames not taken while switched off (not drops: nobody asked for them)
         self._times: deque[float] = deque(maxlen=120)
+        self._costs: deque[float] = deque(maxlen=120)  # s per picture: framing + send, on this thread
         self._seen: set[str] = set()
         self.closed = threading.Event()
 
@@ -135,12 +136,18 @@ class OutputThread:
         t = list(self._times)
         return (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 0.0
 
+    @property
+    def send_ms(self) -> float:
+        """Median time to make and send one picture recently, in ms (what the output costs per frame)."""
+        costs = sorted(self._costs)
+        return 1000 * costs[len(costs) // 2] if costs else 0.0
+
     def stats(self) -> dict:
         return {"enabled": self._enabled, "sent": self.sent, "dropped": self.dropped, "failed": self.failed,
-                "fps": round(self.fps, 2)}
+                "fps": round(self.fps, 2), "send_ms_p50": round(self.send_ms, 2)}
 
     def hud_line(self) -> str:
-        state = f"{self.fps:5.1f} fps" if self._enabled else "  off    "
+        state = f"{self.fps:5.1f} fps {self.send_ms:5.1f} ms" if self._enabled else "  off    "
         return f"{self.name}: {state}  {self.dropped} dropped" + (f" ({self.failed} failed)" if self.failed else "")
 
     # -- its own thread
@@ -157,9 +164,11 @@ class OutputThread:
                 if frame is None:
                     self._guard("tick", lambda: self.output.tick(self._clock()))
                     continue
+                began = time.perf_counter()
                 if self._guard("send", lambda: self._send(frame)):
                     self.sent += 1
                     self._times.append(self._clock())
+                    self._costs.append(time.perf_counter() - began)
                 else:
                     self.failed += 1
         finally:
