@@ -84,6 +84,9 @@ def main() -> int:
     ray_fps: dict[int, list[float]] = {}
     chunk_fps: dict[int, list[float]] = {c: [] for c in chunks}
     starts: dict[int, float] = {}
+    # Ray starts its workers at nice 15; at 0 they compete with this process (and anything else
+    # running) on equal terms, so the ratios measure Ray, not the scheduler's priorities.
+    os.environ.setdefault("RAY_worker_niceness", "0")
     ray.init(num_cpus=max(workers), include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     try:
         for n in workers:  # one pool per worker count; local runs interleaved, so load drifts hit both
@@ -105,7 +108,7 @@ def main() -> int:
     base = med(local)
     figures["local_fps"] = base
     print(f"walk on {args.model}, {args.steps} steps, {args.frames} frames; medians of {args.rounds} rounds "
-          f"(local: {len(local)} runs, interleaved)")
+          f"(local: {len(local)} runs, interleaved); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"local, 1 process, 1 thread:  {base:7.2f} frames/s")
     for n in workers:
         fps = med(ray_fps[n])
