@@ -15,14 +15,19 @@ the small stateful evaluator the render thread keeps per mapping. Each frame:
 
 The paper's example, rms -> rotation angle 0..2 pi:
 ``Mapping("rms", in_range=(0, 0.5), out_range=(0, 2 * math.pi))``.
+
+``MappedBends`` is the one feature -> param driver: a chain of bends, each optionally
+driven by a mapping, evaluated once per frame. The live show, offline renders and the
+benchmark all drive bends through it.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from typing import Any, Hashable, Literal, Optional, Sequence
 
+from .beat import BEAT_FEATURES
 from .features import FEATURE_NAMES
 
 CURVES: tuple[str, ...] = ("linear", "exp", "log")
@@ -85,8 +90,9 @@ class Mapping:
     invert: bool = False
 
     def __post_init__(self) -> None:
-        if self.feature not in FEATURE_NAMES:
-            raise ValueError(f"unknown audio feature {self.feature!r}; allowed: {', '.join(FEATURE_NAMES)}")
+        if self.feature not in FEATURE_NAMES and self.feature not in BEAT_FEATURES:
+            raise ValueError(f"unknown audio feature {self.feature!r}; allowed: {', '.join(FEATURE_NAMES)}, "
+                             f"and the beat's {', '.join(BEAT_FEATURES)}")
         if isinstance(self.in_range, str):
             if self.in_range != "auto":
                 raise ValueError(f"in_range must be \"auto\" or a pair [lo, hi], got {self.in_range!r}")
@@ -216,3 +222,51 @@ class MappingState:
         if not span > 1e-12:
             return 0.0  # flat silence (all zeros) reads as the bottom, not as full scale
         return _clip01((v - lo) / span)
+
+
+class MappedBends:
+    """Bends whose params follow audio features through mappings, with smoothing state.
+
+    ``update(features, dt)`` returns this frame's bends: a mapped bend gets its param from
+    its mapping (``features[mapping.feature]``); an unmapped one keeps its own. Nothing is
+    rebuilt: only params change. ``set`` replaces the chain (the live show does, after a
+    command) and keeps the smoothing state of every bend whose key and mapping are the
+    same as before, so editing one bend does not make the others jump.
+    """
+
+    def __init__(self, bends: Sequence = (), mappings: Sequence[Optional[Mapping]] = (),
+                 keys: Optional[Sequence[Hashable]] = None):
+        self.bends: list = []
+        self.mappings: list[Optional[Mapping]] = []
+        self._states: dict[Hashable, tuple[Mapping, MappingState]] = {}
+        self._keys: list[Hashable] = []
+        self.set(bends, mappings, keys)
+
+    def set(self, bends: Sequence, mappings: Sequence[Optional[Mapping]] = (),
+            keys: Optional[Sequence[Hashable]] = None) -> None:
+        """A new chain; ``mappings[i]`` drives ``bends[i]`` (None or missing: not driven);
+        ``keys[i]`` names bend i across calls (default: its position)."""
+        mappings = list(mappings) + [None] * (len(bends) - len(mappings))
+        if len(mappings) != len(bends):
+            raise ValueError(f"{len(mappings)} mappings for {len(bends)} bends")
+        keys = list(range(len(bends))) if keys is None else list(keys)
+        if len(keys) != len(bends):
+            raise ValueError(f"{len(keys)} keys for {len(bends)} bends")
+        kept = {}
+        for key, mapping in zip(keys, mappings):
+            held = self._states.get(key)
+            if mapping is not None:
+                kept[key] = held if held is not None and held[0] == mapping else (mapping, MappingState(mapping))
+        self.bends, self.mappings, self._keys, self._states = list(bends), mappings, keys, kept
+
+    def update(self, features, dt: float) -> list:
+        out = []
+        for bend, key in zip(self.bends, self._keys):
+            held = self._states.get(key)
+            if held is None:
+                out.append(bend)
+            else:
+                mapping, state = held
+                out.append(bend.with_param(state.update(float(features[mapping.feature]), dt)))
+        return out
+

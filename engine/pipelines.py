@@ -1,7 +1,7 @@
-"""The three pipelines behind one name each, and bends whose params follow audio mappings.
+"""The three pipelines behind one name each.
 
     pipe = make_pipeline("walk", model, WalkConfig(prompt="3D mesh geometry"))
-    driven = MappedBends(bends, mappings)            # mappings[i] drives bends[i] (or None)
+    driven = MappedBends(bends, mappings)            # engine.mappings: mappings[i] drives bends[i]
     for i, features in enumerate(table):
         pipe.bends = driven.update(features, dt=1 / fps)
         image = pipe.frame(i, total)
@@ -12,7 +12,7 @@ walk computes frame i from scratch; stream and chain feed their previous frame b
 """
 from __future__ import annotations
 
-from typing import Iterable, Optional, Sequence, Union
+from typing import Iterable, Optional, Union
 
 from .bends import Bend
 from .chain import ChainConfig, ChainPipeline
@@ -41,29 +41,3 @@ def make_pipeline(kind: str, model, config: Optional[Config] = None, bends: Iter
     pipe.prepare()
     return pipe
 
-
-class MappedBends:
-    """Bends whose params follow audio features through mappings, with smoothing state.
-
-    ``update(features, dt)`` returns this frame's bends: a mapped bend gets its param from
-    its mapping; an unmapped one keeps its own. Nothing is rebuilt: only params change.
-    """
-
-    def __init__(self, bends: Sequence[Bend], mappings: Sequence = ()):
-        from .mappings import MappingState
-
-        mappings = list(mappings) + [None] * (len(bends) - len(mappings))
-        if len(mappings) != len(bends):
-            raise ValueError(f"{len(mappings)} mappings for {len(bends)} bends")
-        self.bends = list(bends)
-        self.mappings = mappings
-        self._states = [MappingState(m) if m is not None else None for m in mappings]
-
-    def update(self, features, dt: float) -> list[Bend]:
-        out = []
-        for bend, mapping, state in zip(self.bends, self.mappings, self._states):
-            if state is None:
-                out.append(bend)
-            else:
-                out.append(bend.with_param(state.update(float(features[mapping.feature]), dt)))
-        return out

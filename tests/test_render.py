@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from engine.tiny import tiny_model
-from engine.pipelines import MappedBends, make_pipeline
+from engine.mappings import MappedBends
+from engine.pipelines import make_pipeline
 from live.cli import main
 from live.media import probe, write_audio_wav
 from live.control.preset_files import list_presets

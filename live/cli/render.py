@@ -202,7 +202,8 @@ class AudioFrames:
     def __init__(self, job: RenderJob, preset=None, audio: Optional[tuple[np.ndarray, int]] = None, load=None):
         from engine.features import analyze
         from engine.models import load_model
-        from engine.pipelines import MappedBends, make_pipeline
+        from engine.mappings import MappedBends
+        from engine.pipelines import make_pipeline
         from live.control.presets import load_preset, load_preset_model
 
         load = load or load_model
@@ -252,7 +253,7 @@ class AudioFrames:
         """Bring the mappings' smoothing state to just before frame i, replaying the
         features from the start when i lies behind it (cheap: numpy only), so that walk
         frames computed in any order get the params of an in-order render."""
-        from engine.pipelines import MappedBends
+        from engine.mappings import MappedBends
 
         if i < self.next:
             self.driven, self.next = MappedBends(self.preset.bends, self.preset.mappings), 0
