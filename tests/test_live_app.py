@@ -114,6 +114,12 @@ def test_osc_controls_a_running_show_records_a_take_and_renders_it(demo_wav, tmp
         assert state["/netbend/bend/2/operator"] == ("rotate",)
         assert state["/netbend/prompt"] == ("stained glass cathedral",)
         assert state["/netbend/strength"][0] == pytest.approx(0.5)  # the bad strengths changed nothing
+
+        osc.send("/netbend/freeze", 1)  # a frozen picture still sends the audio features out
+        osc.receive(0.3)
+        frozen = osc.receive(1.0)
+        assert any(a.startswith("/netbend/audio/") for a, _ in frozen), frozen
+        osc.send("/netbend/freeze", 0)
         out, err = app.communicate(timeout=90)
     finally:
         if app.poll() is None:
@@ -135,6 +141,7 @@ def test_osc_controls_a_running_show_records_a_take_and_renders_it(demo_wav, tmp
                              "--fps", "10", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert render.returncode == 0, render.stderr
     assert probe(video).frames == math.ceil(recorded.duration * 10)
+    assert probe(video).audio_codec == "aac"  # the show ran from a file: the take has its audio
 
     replay = netbend("live", "--headless", "--model", "tiny", "--no-audio", "--osc-port", "-1", "--replay", str(take))
     out, err = replay.communicate(timeout=120)

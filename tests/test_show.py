@@ -1,5 +1,6 @@
 """The render loop on the tiny model: commands at frame boundaries, no crash on a bad
 frame, presets recalled without a black frame, takes recorded and replayed in time."""
+import os
 import threading
 import time
 
@@ -10,6 +11,7 @@ import torch
 from engine.stream import StreamConfig, StreamPipeline
 from live.control.state import Command, ShowState, state_from_preset
 from live.control.presets import load_preset
+from live.show.disk import DiskWorker
 from live.show.show import Show
 from live.control.takes import TakePlayer, load_take
 
@@ -23,6 +25,7 @@ def pipe(tiny):
 
 
 def make_show(pipe, **kw):
+    kw.setdefault("disk", DiskWorker(inline=True))  # file work at once: these tests are about order, not threads
     echoed, errors = [], []
     show = Show(pipe, ShowState(prompt="neon"), echo=echoed.append, error=lambda a, r: errors.append((a, r)),
                 slots=["live-stained-glass", "live-erosion-texture"], **kw)
@@ -58,11 +61,11 @@ def test_bad_commands_are_answered_and_change_nothing(pipe):
 def test_a_failing_frame_keeps_the_show_running(pipe, monkeypatch, caplog):
     show, _, _ = make_show(pipe)
     good = show.frame()
-    real_decode = pipe.model.decode_latent
-    monkeypatch.setattr(pipe.model, "decode_latent", lambda z: real_decode(z) * float("nan"))
+    real_decode = pipe.decode_latent  # the pipeline binds its VAE pass at construction (back-ends)
+    monkeypatch.setattr(pipe, "decode_latent", lambda z: real_decode(z) * float("nan"))
     assert show.frame() is None and show.frame() is None  # NaN frames are not published
     assert sum("NaN" in r.message for r in caplog.records) == 1  # logged once
-    monkeypatch.setattr(pipe.model, "decode_latent", real_decode)
+    monkeypatch.setattr(pipe, "decode_latent", real_decode)
     after = show.frame()
     assert after is not None and after.index == good.index + 1
     assert torch.isfinite(pipe._latent).all()  # the feedback loop restarted from the last good frame
@@ -144,7 +147,7 @@ def test_takes_record_the_input_audio_and_render_with_it(pipe, tmp_path):
     source = ToneInput()
     show, _, _ = make_show(pipe, audio_source=source)
     show.start_recording(tmp_path / "take")
-    recording_from = show._audio_position  # the sample the take's audio starts at
+    recording_from = show.recording.audio_position  # the sample the take's audio starts at
     stop = threading.Event()
     render_thread = threading.Thread(target=show.run, args=(stop,))
     render_thread.start()
@@ -161,3 +164,194 @@ def test_takes_record_the_input_audio_and_render_with_it(pipe, tmp_path):
     render(RenderJob(output=out, take=tmp_path / "take", model="tiny", fps=10, progress=False))
     info = probe(out)
     assert info.audio_codec == "aac" and info.audio_duration == pytest.approx(len(take.audio) / 22050, abs=0.1)
+
+
+# ------------------------------------------------------------------ bugs of issue 10
+
+
+class NoFeaturesYet:
+    """A feature thread that has not produced its first frame (latest() is None)."""
+
+    def latest(self):
+        return None
+
+
+def test_a_show_that_starts_before_the_first_feature_frame_renders(pipe):
+    show, _, errors = make_show(pipe, features=NoFeaturesYet())
+    frame = show.frame()
+    assert frame is not None and not errors
+    assert show.stats()["frame_errors"] == 0
+    show.submit(Command("/netbend/bend/1/operator", ("add",)))
+    show.submit(Command("/netbend/bend/1/feature", ("rms",)))  # a mapping with no features: the value 0
+    assert show.frame() is not None and show.stats()["frame_errors"] == 0
+
+
+def test_refused_commands_are_not_counted_as_frame_errors(pipe):
+    show, _, errors = make_show(pipe)
+    show.submit(Command("/netbend/bend/1/layer", ("mid",)))  # bend 1 is empty: refused
+    assert show.frame() is not None and len(errors) == 1
+    stats = show.stats()
+    assert stats["frame_errors"] == 0 and stats["commands_refused"] == 1
+
+
+def test_a_preset_fade_keeps_the_old_chain_in_order(pipe, tmp_path):
+    from engine.bends import Bend
+    from live.control.presets import Preset, save_preset
+
+    now = [0.0]
+    show, _, errors = make_show(pipe, clock=lambda: now[0])
+    for n, (op, layer, param) in enumerate([("add", "mid", 0.4), ("multiply", "up.0", 2.0),
+                                            ("add", "down.1", 0.2)], start=1):
+        show.submit(Command(f"/netbend/bend/{n}/operator", (op,)))
+        show.submit(Command(f"/netbend/bend/{n}/layer", (layer,)))
+        show.submit(Command(f"/netbend/bend/{n}/param", (param,)))
+    show.frame()
+    before = [(b.operator, b.layer) for b in pipe.bends]
+    empty = Preset(name="bare", pipeline="stream", description="", model="tiny",
+                   settings={"prompt": "bare"}, bends=[Bend("multiply", "conv_out", 1.0)], mappings=[None])
+    path = save_preset(empty, tmp_path / "bare.toml")
+    show.submit(Command("/netbend/preset/load", (str(path),)))
+    now[0] += 0.1
+    show.frame()
+    now[0] += 0.1  # a fifth of the way into the fade: the old bends fading out, in their order
+    show.frame()
+    assert not errors
+    fading = [(b.operator, b.layer) for b in pipe.bends if (b.operator, b.layer) in before]
+    assert fading == before
+
+
+def test_audio_features_keep_flowing_while_frozen(pipe):
+    show, _, _ = make_show(pipe)
+    sent = []
+    show.on_features = sent.append
+    show.submit(Command("/netbend/freeze", (1,)))
+    results = [show.frame() for _ in range(3)]
+    assert results == [None, None, None] and show.state.frozen
+    assert len(sent) == 3 and all("rms" in f.values for f in sent)
+
+
+def test_a_slot_recalled_by_key_is_recorded_by_name_and_replays_without_slots(pipe, tmp_path):
+    show, _, errors = make_show(pipe, take_root=tmp_path)
+    show.start_recording(tmp_path / "take")
+    show.submit(Command("/netbend/preset/load", (1,), source="key"))
+    show.frame()
+    show.stop_recording()
+    assert not errors and show.state.preset == "live-stained-glass"
+    take = load_take(tmp_path / "take")
+    assert [(c.address, c.args) for c in take.commands] == [("/netbend/preset/load", ("live-stained-glass",))]
+
+    bare = Show(pipe, take.start_state, error=lambda a, r: errors.append((a, r)),  # no slots, as render --take
+                disk=DiskWorker(inline=True))
+    for c in take.commands:
+        bare.submit(Command(c.address, c.args, c.time, "replay"))
+    bare.frame()
+    assert not errors and bare.state.preset == "live-stained-glass"
+
+
+def test_replaying_a_take_does_not_start_new_takes(pipe, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    show, _, _ = make_show(pipe, take_root=tmp_path / "takes")
+    show.submit(Command("/netbend/record/start", (), source="key"))
+    show.submit(Command("/netbend/prompt", ("rain",), source="key"))
+    show.frame()
+    first = show.recorder.folder
+    show.submit(Command("/netbend/record/stop", (), source="key"))
+    show.frame()
+    take = load_take(first)
+    assert [c.address for c in take.commands] == ["/netbend/prompt"]  # record/* is about the take, not the show
+
+    # an older take that still holds record/start and record/stop
+    replayed, _, errors = make_show(pipe, take_root=tmp_path / "takes")
+    for address in ("/netbend/record/start", "/netbend/prompt", "/netbend/record/stop"):
+        replayed.submit(Command(address, ("fog",) if address.endswith("prompt") else (), source="replay"))
+    replayed.frame()
+    assert not errors and replayed.state.prompt == "fog"
+    assert sorted(p.name for p in (tmp_path / "takes").iterdir()) == [first.name]
+    assert not replayed.state.recording
+
+
+def test_the_hud_names_the_preset_prompt_last_error_and_labels_fps(pipe):
+    show, _, _ = make_show(pipe)
+    show.submit(Command("/netbend/preset/load", (1,)))
+    show.frame()
+    show.submit(Command("/netbend/bend/8/layer", ("mid",)))
+    show.frame()
+    text = "\n".join(show.hud_lines())
+    assert "preset live-stained-glass" in text
+    assert f"prompt {show.state.prompt}" in text
+    assert "error /netbend/bend/8/layer: " in text and "bend 8 is empty" in text
+    fps_lines = [line for line in show.hud_lines() if "fps" in line]
+    assert len(fps_lines) == 1 and fps_lines[0].lstrip().startswith("render")
+
+
+def test_preset_files_are_read_and_written_off_the_render_thread(pipe, tmp_path, monkeypatch):
+    import live.control.presets as presets
+
+    real_load, real_save = presets.load_preset, presets.save_preset
+    threads = []
+
+    def slow_load(name):
+        threads.append(threading.current_thread())
+        time.sleep(0.5)
+        return real_load(name)
+
+    def slow_save(preset, path):
+        threads.append(threading.current_thread())
+        time.sleep(0.5)
+        return real_save(preset, tmp_path / "saved.toml")
+
+    monkeypatch.setattr(presets, "load_preset", slow_load)
+    monkeypatch.setattr(presets, "save_preset", slow_save)
+    show, echoed, errors = make_show(pipe, disk=None)  # the live show's default: a disk thread
+    show.frame()
+    show.submit(Command("/netbend/preset/load", (1,)))
+    show.submit(Command("/netbend/prompt", ("after the preset",)))
+    started = time.monotonic()
+    assert show.frame() is not None
+    show.submit(Command("/netbend/preset/save", ("mine",)))
+    assert show.frame() is not None
+    assert time.monotonic() - started < 0.4  # neither a read nor a write held a frame
+    deadline = time.monotonic() + 5
+    while "/netbend/preset/save" not in [c.address for c in echoed] and time.monotonic() < deadline:
+        show.frame()
+    assert show.state.preset == "live-stained-glass"  # applied in order: the preset, then the prompt
+    assert show.state.prompt == "after the preset"
+    assert threading.current_thread() not in threads and len(threads) == 2
+    assert [c.address for c in echoed][-3:] == ["/netbend/preset/load", "/netbend/prompt", "/netbend/preset/save"]
+    assert not errors
+    show.close()
+
+
+def test_take_files_are_synced_off_the_render_thread(tmp_path, monkeypatch):
+    import live.control.takes as takes
+    from engine.features import FEATURE_NAMES
+
+    synced_on = []
+    real_fsync = os.fsync
+
+    def slow_fsync(fd):
+        synced_on.append(threading.current_thread())
+        time.sleep(0.3)
+        real_fsync(fd)
+
+    monkeypatch.setattr(takes.os, "fsync", slow_fsync)
+    clock = [0.0]
+    recorder = takes.TakeRecorder(tmp_path / "t", start_state=ShowState(), feature_names=FEATURE_NAMES,
+                                  clock=lambda: clock[0])
+    started = time.monotonic()
+    for i in range(20):
+        clock[0] += 0.1  # two seconds of show: several flushes due
+        recorder.command(Command("/netbend/seed", (i,), time=clock[0]))
+    assert time.monotonic() - started < 0.2
+    recorder.close()
+    assert synced_on and threading.current_thread() not in synced_on
+    assert [c.args[0] for c in load_take(tmp_path / "t").commands] == list(range(20))
+
+
+def test_default_key_slots_are_presets_that_can_run_live():
+    from live.control.presets import load_preset
+    from live.show.app import default_slots
+
+    slots = default_slots()
+    assert 1 <= len(slots) <= 9
+    assert all(load_preset(name).pipeline == "stream" for name in slots)

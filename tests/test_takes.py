@@ -60,10 +60,11 @@ def test_killed_mid_take_is_readable_up_to_the_last_second(tmp_path):
             time.sleep(0.01)
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()  # recording has begun (imports take seconds on a loaded machine)
     time.sleep(3.0)
     proc.send_signal(signal.SIGKILL)  # no cleanup, no flush: a crash
     proc.wait(timeout=10)
-    written = [int(line) for line in proc.stdout.read().split()]
+    written = [int(line) for line in (first + proc.stdout.read()).split()]
     take = load_take(folder)
     seeds = [c.args[0] for c in take.commands]
     assert seeds == list(range(len(seeds)))  # in order, nothing torn mid-way kept

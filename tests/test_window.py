@@ -319,3 +319,9 @@ def test_no_display_is_a_clear_window_error(xvfb, monkeypatch):
     monkeypatch.setenv("DISPLAY", ":4097")  # nothing listens there
     with pytest.raises(WindowError, match=r"glfw init failed.*--headless"):
         Window()
+
+
+def test_the_window_hud_labels_its_fps_line(window):
+    lines = window._hud_text(lambda: ["render   12.0 fps   audio->frame p50 40 ms"], 0.0)
+    assert lines[0].startswith("display") and "fps" in lines[0]
+    assert [line.split()[0] for line in lines if "fps" in line] == ["display", "render"]

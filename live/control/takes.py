@@ -7,14 +7,17 @@ A take is a folder:
     features.f64      the feature stream, rows of [t, feature values...] as raw float64
     audio.f32         (optional) the input audio, mono float32 samples at the take's rate
 
-Every file is append-only and flushed (and fsynced) at least once a second, so killing the
-app mid-take leaves a readable take up to the last second: a torn last line or row is
-dropped on reading. Times are seconds since the take started, on the show clock.
+Every file is append-only and flushed (and fsynced) at least once a second, by the
+recorder's own thread (the render thread never waits for a disk), so killing the app
+mid-take leaves a readable take up to the last second: a torn last line or row is dropped
+on reading. Times are seconds since the take started, on the show clock.
 """
 from __future__ import annotations
 
 import json
 import os
+import queue
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +36,14 @@ class TakeError(ValueError):
 
 
 class TakeRecorder:
-    """Writes a take. Not thread-safe by design: the render thread owns it."""
+    """Writes a take. The render thread owns it; the files are written, flushed and fsynced
+    on the recorder's own thread, so a slow disk never holds a frame.
+
+    ``command``, ``features`` and ``audio`` only hand bytes to the writer thread; it
+    flushes and fsyncs every FLUSH_EVERY_S of wall time while the take runs. ``close``
+    (``wait=False`` on the render thread) finishes the files; ``close(wait=True)``, or
+    leaving a ``with`` block, returns once everything is on disk.
+    """
 
     def __init__(self, folder, *, start_state: ShowState, feature_names: Sequence[str],
                  audio_rate: Optional[int] = None, clock=time.monotonic, note: str = "",
@@ -52,15 +62,18 @@ class TakeRecorder:
         tmp = self.folder / ".take.json.tmp"
         tmp.write_text(json.dumps(meta, indent=1))
         os.replace(tmp, self.folder / "take.json")
-        self._commands = open(self.folder / "commands.jsonl", "a", encoding="utf-8")
-        self._features = open(self.folder / "features.f64", "ab")
-        self._audio = open(self.folder / "audio.f32", "ab") if audio_rate else None
-        self._last_flush = self.start
+        self._files = {"commands": open(self.folder / "commands.jsonl", "ab"),
+                       "features": open(self.folder / "features.f64", "ab")}
+        if audio_rate:
+            self._files["audio"] = open(self.folder / "audio.f32", "ab")
+        self._queue: "queue.SimpleQueue[Optional[tuple[str, bytes]]]" = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write, name="netbend-take", daemon=True)
+        self._writer.start()
         self.closed = False
 
     @property
     def records_audio(self) -> bool:
-        return self._audio is not None
+        return "audio" in self._files
 
     def now(self) -> float:
         return self._clock() - self.start
@@ -68,40 +81,48 @@ class TakeRecorder:
     def command(self, command: Command) -> None:
         """Record an applied command; its time becomes take-relative."""
         row = Command(command.address, command.args, command.time - self.start, command.source)
-        self._commands.write(json.dumps(row.to_dict()) + "\n")
-        self._maybe_flush()
+        self._queue.put(("commands", (json.dumps(row.to_dict()) + "\n").encode("utf-8")))
 
     def features(self, frames: Iterable) -> None:
         """Record feature frames (anything with .time and [name] access)."""
         rows = [[f.time - self.start] + [float(f[n]) for n in self.feature_names] for f in frames]
         if rows:
-            self._features.write(np.asarray(rows, dtype=np.float64).tobytes())
-        self._maybe_flush()
+            self._queue.put(("features", np.asarray(rows, dtype=np.float64).tobytes()))
 
     def audio(self, samples: np.ndarray) -> None:
-        if self._audio is not None and len(samples):
-            self._audio.write(np.ascontiguousarray(samples, dtype=np.float32).tobytes())
-            self._maybe_flush()
+        if self.records_audio and len(samples):
+            self._queue.put(("audio", np.ascontiguousarray(samples, dtype=np.float32).tobytes()))
 
-    def _maybe_flush(self, force: bool = False) -> None:
-        now = self._clock()
-        if force or now - self._last_flush >= FLUSH_EVERY_S:
-            for f in (self._commands, self._features, self._audio):
-                if f is not None:
-                    f.flush()
-                    os.fsync(f.fileno())
-            self._last_flush = now
+    def _write(self) -> None:
+        """The writer thread: append what arrives, sync every FLUSH_EVERY_S, finish on None."""
+        last_sync = time.monotonic()
+        while True:
+            try:
+                item = self._queue.get(timeout=FLUSH_EVERY_S)
+            except queue.Empty:
+                item = ()
+            if item is None:
+                break
+            if item:
+                self._files[item[0]].write(item[1])
+            if time.monotonic() - last_sync >= FLUSH_EVERY_S:
+                self._sync()
+                last_sync = time.monotonic()
+        self._sync()
+        for f in self._files.values():
+            f.close()
 
-    def flush(self) -> None:
-        self._maybe_flush(force=True)
+    def _sync(self) -> None:
+        for f in self._files.values():
+            f.flush()
+            os.fsync(f.fileno())
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
         if not self.closed:
-            self.flush()
-            for f in (self._commands, self._features, self._audio):
-                if f is not None:
-                    f.close()
             self.closed = True
+            self._queue.put(None)
+        if wait:
+            self._writer.join()
 
     def __enter__(self) -> "TakeRecorder":
         return self

@@ -315,7 +315,7 @@ class Window:
                 break
 
     def _hud_text(self, hud_lines: Optional[Callable[[], list[str]]], now: float) -> list[str]:
-        lines = [f"{self.fps:5.1f} fps   audio-to-photon {self._latency_text()}"]
+        lines = [f"display {self.fps:5.1f} fps   audio-to-photon {self._latency_text()}"]
         if self._notice is not None and now < self._notice[1]:
             lines.append(self._notice[0])
         if hud_lines is not None:

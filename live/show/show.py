@@ -7,8 +7,12 @@ Each frame, on the render thread:
      stamped with the capture time of the audio window it came from.
 
 Nothing here stops the show: a bad command is answered and dropped; an exception in a
-frame (out of memory, a NaN/inf frame from an extreme bend) is logged once, the last good
-frame stays on screen, and the feedback loop restarts from it.
+frame is counted, logged once, and the loop recovers from the last good frame
+(live/show/recovery.py). Files are never touched on the render thread: a preset load or
+save runs on the DiskWorker (live/show/disk.py), and the commands queued behind it wait
+for it (frames go on), so they still apply in the order they were sent. The show's other
+jobs have their own homes: the preset fade (crossfade.py), the numbers and HUD text
+(stats.py), the take being recorded (recording.py), preset reading and saving (recall.py).
 """
 from __future__ import annotations
 
@@ -16,24 +20,28 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-import numpy as np
 import torch
 
-from engine.bends import Bend
-from engine.features import FEATURE_NAMES
-from engine.mappings import MappingState
-from live.control.state import Command, CommandError, ShowState, apply, state_from_preset
+from engine.features import FEATURE_NAMES, FeatureFrame
+from engine.mappings import MappedBends
+from live.control.limits import ModelLimits
+from live.control.state import Command, CommandError, ShowState, apply
+from live.show.crossfade import PresetFade
+from live.show.disk import DiskWorker
 from live.show.mailbox import Frame, Mailbox
+from live.show.recall import PresetRecall
+from live.show.recording import RECORD_ADDRESSES, Recording
+from live.show.recovery import Recovery
+from live.show.stats import ShowStats
 
 log = logging.getLogger("netbend.show")
 
 QUEUE_SIZE = 1024  # commands between two frames; a flood beyond this is dropped and counted
-PRESET_FADE_S = 0.5  # bend params crossfade this long when a preset is recalled
+FILE_ADDRESSES = ("/netbend/preset/load", "/netbend/preset/save")  # commands with file work
 
 
 class SilentFeatures:
@@ -42,28 +50,12 @@ class SilentFeatures:
     def __init__(self, clock=time.monotonic):
         self._clock = clock
 
-    def latest(self):
-        from engine.features import FeatureFrame
-
-        return FeatureFrame(self._clock(), {n: 0.0 for n in FEATURE_NAMES})
+    def latest(self) -> FeatureFrame:
+        return silence(self._clock())
 
 
-class _OnceLog:
-    """Log each distinct problem once (a patcher can send the same mistake 100 times a second)."""
-
-    def __init__(self, logger: logging.Logger):
-        self._log, self._seen = logger, set()
-        self.count = 0
-
-    def __call__(self, key: str, message: str) -> None:
-        self.count += 1
-        if key not in self._seen:
-            self._seen.add(key)
-            self._log.error("%s", message)
-
-
-def _percentile(values, q: float) -> float:
-    return float(np.percentile(np.asarray(values), q)) if len(values) else float("nan")
+def silence(now: float) -> FeatureFrame:
+    return FeatureFrame(now, {n: 0.0 for n in FEATURE_NAMES})
 
 
 class Show:
@@ -71,7 +63,8 @@ class Show:
                  echo: Callable[[Command], None] = lambda c: None,
                  error: Callable[[str, str], None] = lambda address, reason: None,
                  model_name: str = "sd-turbo", slots: Sequence[str] = (), take_root: Optional[Path] = None,
-                 clock: Callable[[], float] = time.monotonic, audio_source=None, upload=None):
+                 clock: Callable[[], float] = time.monotonic, audio_source=None, upload=None,
+                 disk: Optional[DiskWorker] = None):
         from live.display.upload import FramePacker, UploadChoice
 
         self.pipe = pipe
@@ -81,27 +74,30 @@ class Show:
         self.features = features or SilentFeatures(clock)
         self.mailbox: Mailbox[Frame] = mailbox or Mailbox()
         self.echo, self.error = echo, error
-        self.model_name, self.slots, self.take_root = model_name, list(slots), take_root
+        self.model_name = model_name
         self.clock = clock
         self.queue: "queue.Queue[Command]" = queue.Queue(maxsize=QUEUE_SIZE)
         self.dropped = 0
         self.layers = list(pipe.bender.names)
+        self.limits = ModelLimits.from_pipe(pipe)  # what a command may ask of this model (checked in apply)
+        self.disk = disk or DiskWorker()
+        self.presets = PresetRecall(slots, self.limits, model_name)
+        h, w = pipe.size
+        self.recording = Recording(clock=clock, model_name=model_name, size=(w, h), take_root=take_root,
+                                   audio_source=audio_source, name_slot=self.presets.name_of)
+        self.numbers = ShowStats(log)
+        self.fade = PresetFade()
+        self.recovery = Recovery()
         self._state = state
-        self._mapping_states: dict[int, tuple] = {}
-        self._fade: Optional[tuple[list[Bend], float]] = None  # (bends faded from, start time)
-        self._last_bends: list[Bend] = []
-        self._last_good: Optional[torch.Tensor] = None
-        self._problem = _OnceLog(log)
-        self.recorder = None
-        self.audio_source = audio_source  # with read_since(): its input audio goes into takes
-        self._audio_position = 0
-        self.index = 0
-        self.frame_times: deque = deque(maxlen=600)
-        self.latencies: deque = deque(maxlen=6000)  # capture -> frame ready, seconds
+        self._waiting: Optional[Command] = None  # the command whose file work is under way
+        self.driver = MappedBends()  # the feature -> param driver (engine.mappings)
+        self._last_bends: list = []
         self._last_frame_time: Optional[float] = None
         self._apply_pipeline_settings(None, state)
         self.on_applied: list[Callable[[Command], None]] = []
-        self.on_frame: Optional[Callable[[Frame], None]] = None  # e.g. send features out over OSC
+        self.on_frame: Optional[Callable[[Frame], None]] = None  # after each published frame
+        # every frame boundary, frozen or not, with the newest features (e.g. /netbend/audio/* out)
+        self.on_features: Optional[Callable[[FeatureFrame], None]] = None
         self.outputs = None  # a live.outputs.fanout.Outputs: every frame also goes to NDI, a recording …
 
     # -- control ---------------------------------------------------------------------------
@@ -110,6 +106,10 @@ class Show:
     def state(self) -> ShowState:
         """The newest control state (an immutable snapshot; safe to read from any thread)."""
         return self._state
+
+    @property
+    def slots(self) -> list[str]:
+        return self.presets.slots
 
     def submit(self, command: Command) -> bool:
         """Queue a command for the next frame boundary (any thread). False if the queue is full."""
@@ -127,10 +127,14 @@ class Show:
     @property
     def last_good(self) -> Optional[torch.Tensor]:
         """The newest frame that came out finite, (1, 3, H, W) on the model's device."""
-        return self._last_good
+        return self.recovery.last_good
 
     def _drain(self) -> None:
         while True:
+            for command, result, error in self.disk.results():
+                self._file_work_done(command, result, error)
+            if self._waiting is not None:
+                return  # the commands behind a preset load or save wait for its file
             try:
                 command = self.queue.get_nowait()
             except queue.Empty:
@@ -140,35 +144,67 @@ class Show:
     def _apply(self, command: Command) -> None:
         before = self._state
         try:
-            after = apply(before, command, self.layers)
+            after = apply(before, command, self.limits)
+            if command.address in FILE_ADDRESSES and command.payload is None:
+                self._start_file_work(command, before)
+                return
             self._act(command, before, after)
-        except (CommandError, ValueError, OSError) as e:
-            self._problem(f"{command.address}:{e}", f"{command.address} {list(command.args)}: {e}")
-            self.error(command.address, str(e))
+        except Exception as e:  # noqa: BLE001 - a refused command never stops the render thread
+            self._refuse(command, e)
             return
-        if self.recorder is not None and not self.recorder.closed:
-            self.recorder.command(command)
+        self._applied(command)
+
+    def _applied(self, command: Command) -> None:
+        self.recording.command(command)
         self.echo(command)
         for callback in self.on_applied:
             callback(command)
+
+    def _refuse(self, command: Command, e: BaseException) -> None:
+        reason = str(e)
+        shown = reason if reason.startswith(command.address) else f"{command.address}: {reason}"
+        self.numbers.refused(f"{command.address}:{e}", f"{command.address} {list(command.args)}: {e}", shown)
+        self.error(command.address, reason)
+
+    def _start_file_work(self, command: Command, state: ShowState) -> None:
+        self._waiting = command
+        if command.address == "/netbend/preset/load":
+            self.disk.run(command, lambda: self.presets.read(command.args[0]))
+        else:
+            steps = self.pipe.config.steps
+            self.disk.run(command, lambda: self.presets.save(str(command.args[0]), state, steps))
+
+    def _file_work_done(self, command: Command, result, error: Optional[BaseException]) -> None:
+        self._waiting = None
+        if error is not None:
+            self._refuse(command, error)
+        elif command.address == "/netbend/preset/load":
+            self._apply(replace(command, payload=result))  # the preset, read and checked: fade to it
+        else:
+            self._applied(command)
 
     def _act(self, command: Command, before: ShowState, after: ShowState) -> None:
         """Carry out a command's side effects, then publish the new state."""
         a = command.address
         if a == "/netbend/preset/load":
-            after = self._recall(command.args[0])
-        elif a == "/netbend/preset/save":
-            self._save(str(command.args[0]), before)
-        elif a == "/netbend/record/start":
-            self.start_recording()
-        elif a == "/netbend/record/stop":
-            self.stop_recording()
+            after = self._recalled(after)
+        elif a in RECORD_ADDRESSES:
+            after = self._record(command, before, after)
         elif a.startswith(("/netbend/output/", "/netbend/record/video/")):
             if self.outputs is None:
                 raise CommandError("this show has no outputs (start it with --ndi, --record-video …)")
             self.outputs.act(command)
         self._apply_pipeline_settings(before, after)
         self._state = after
+
+    def _record(self, command: Command, before: ShowState, after: ShowState) -> ShowState:
+        if command.source == "replay":  # an older take's record/start: replaying it must not start takes
+            return replace(after, recording=before.recording)
+        if command.address.endswith("start"):
+            self.recording.start(before)
+        else:
+            self.recording.stop(wait=False)  # the render thread never waits for the disk
+        return after
 
     def _apply_pipeline_settings(self, before: Optional[ShowState], after: ShowState) -> None:
         if before is None or after.prompt != before.prompt:
@@ -181,88 +217,34 @@ class Show:
             if after.seed != self.pipe.config.seed:
                 self.pipe.set_seed(after.seed)
 
-    def _recall(self, which) -> ShowState:
-        from live.control.presets import load_preset
-
-        name = which
-        if not isinstance(which, str):
-            n = int(which)
-            if not 1 <= n <= len(self.slots):
-                raise CommandError(f"preset slot {n} is empty; slots 1..{len(self.slots)}: {', '.join(self.slots)}")
-            name = self.slots[n - 1]
-        preset = load_preset(name)
-        if preset.pipeline != "stream":
-            raise CommandError(f"preset {preset.name!r} is a {preset.pipeline} preset; the live show runs stream presets")
-        new = state_from_preset(preset)
-        for slot in new.slots:
-            if slot is not None:
-                for layer in [slot.bend.layer]:
-                    if layer != "latent":
-                        self.pipe.bender.resolve_layer(layer)  # unknown layer: refuse before switching
-        self._fade = (list(self._last_bends), self.clock())
+    def _recalled(self, new: ShowState) -> ShowState:
+        """A preset state read and checked (the command's payload): fade to it."""
+        self.fade.start(self._last_bends, self.clock())
         return replace(new, recording=self._state.recording)
-
-    def _save(self, name: str, state: ShowState) -> None:
-        from live.control.preset_files import user_preset_path
-        from live.control.presets import Preset, save_preset
-
-        config = self.pipe.config
-        settings = {"prompt": state.prompt, "strength": state.strength, "seed": state.seed, "steps": config.steps}
-        preset = Preset(name=name, pipeline="stream", description="saved from the live show", model=self.model_name,
-                        settings=settings, bends=state.bends, mappings=state.mappings)
-        path = save_preset(preset, user_preset_path(name))
-        log.info("saved preset %s to %s", name, path)
 
     # -- recording ---------------------------------------------------------------------------
 
-    def start_recording(self, folder: Optional[Path] = None) -> Path:
-        from live.control.takes import TakeRecorder
+    @property
+    def recorder(self):
+        """The take's TakeRecorder (None before the first take)."""
+        return self.recording.recorder
 
-        if self.recorder is not None and not self.recorder.closed:
-            return self.recorder.folder
-        root = self.take_root or Path("takes")
-        folder = Path(folder) if folder else root / time.strftime("take-%Y%m%d-%H%M%S")
-        h, w = self.pipe.size
-        records_audio = hasattr(self.audio_source, "read_since")
-        self.recorder = TakeRecorder(folder, start_state=self._state, feature_names=FEATURE_NAMES, clock=self.clock,
-                                     model=self.model_name, size=(w, h),
-                                     audio_rate=int(self.audio_source.sample_rate) if records_audio else None)
-        if records_audio:
-            self._audio_position = self.audio_source.frames_received
-        self._recorded_until = self.clock()
+    def start_recording(self, folder: Optional[Path] = None) -> Path:
+        folder = self.recording.start(self._state, folder)
         self._state = replace(self._state, recording=True)
-        log.info("recording take to %s", folder)
         return folder
 
-    def stop_recording(self) -> None:
-        if self.recorder is not None:
-            self.recorder.close()
+    def stop_recording(self, wait: bool = True) -> None:
+        self.recording.stop(wait=wait)
         self._state = replace(self._state, recording=False)
 
     # -- one frame ---------------------------------------------------------------------------
 
-    def _bends(self, state: ShowState, features, now: float, dt: float) -> list[Bend]:
-        bends = []
-        for k, slot in enumerate(state.slots):
-            if slot is None:
-                continue
-            bend = slot.bend
-            if slot.mapping is not None:
-                held = self._mapping_states.get(k)
-                if held is None or held[0] != slot.mapping:
-                    held = (slot.mapping, MappingState(slot.mapping))
-                    self._mapping_states[k] = held
-                value = float(features[slot.mapping.feature])
-                bend = bend.with_param(held[1].update(value, dt))
-            bends.append(bend)
-        if self._fade is not None:
-            old, started = self._fade
-            t = (now - started) / PRESET_FADE_S
-            if t >= 1.0:
-                self._fade = None
-            else:
-                bends = _crossfade(old, bends, t)
-        return bends
+    def _bends(self, state: ShowState, features, now: float, dt: float) -> list:
+        """This frame's chain: mapped params from the features, then the preset fade."""
+        keys = [k for k, slot in enumerate(state.slots) if slot is not None]  # a slot keeps its smoothing
+        self.driver.set(state.bends, state.mappings, keys)
+        return self.fade.apply(self.driver.update(features, dt), now)
 
     def frame(self) -> Optional[Frame]:
         """One frame of the show. Returns the published Frame, or None (frozen or failed)."""
@@ -271,106 +253,75 @@ class Show:
         self._last_frame_time = now
         self._drain()
         state = self._state
-        features = self.features.latest()
-        if self.recorder is not None and not self.recorder.closed and hasattr(self.features, "frames_since"):
-            new = self.features.frames_since(self._recorded_until)
-            if new:
-                self.recorder.features(new)
-                self._recorded_until = new[-1].time
-        if self.recorder is not None and not self.recorder.closed and self.recorder.records_audio:
-            samples, self._audio_position = self.audio_source.read_since(self._audio_position)
-            self.recorder.audio(samples)
+        features = self.features.latest() or silence(now)  # None until the first feature frame
+        self.recording.frame(self.features)
+        self._tell("on_features", self.on_features, features)
         if state.frozen:
             return None
         try:
             bends = self._bends(state, features, now, dt)
             self.pipe.bends = bends
             image = self.pipe.step()
-            if not bool(torch.isfinite(image).all()):  # one sync; the download below syncs anyway
-                raise FloatingPointError("the frame came out NaN/inf (an extreme bend?); showing the last good frame")
+            self.recovery.check(image)
         except Exception as e:  # noqa: BLE001 - nothing may stop the show
-            self._problem(f"{type(e).__name__}:{e}", f"frame {self.index}: {type(e).__name__}: {e}")
-            if isinstance(e, torch.cuda.OutOfMemoryError):
-                torch.cuda.empty_cache()
-            if self._last_good is not None:
-                self.pipe.resume(self._last_good, self.pipe.frame_index)
+            self.numbers.frame_failed(f"{type(e).__name__}:{e}", f"frame {self.index}: {type(e).__name__}: {e}")
+            self.recovery.failed(self.pipe, e)
             return None
         self._last_bends = bends
-        self._last_good = image
+        self.recovery.good(image)
+        return self._publish(image, features)
+
+    def _publish(self, image: torch.Tensor, features: FeatureFrame) -> Frame:
         packed = self.packer.pack(image)  # the device -> host copy (or none, for cuda-gl) counts in the latency
         ready = self.clock()
         out = Frame(packed, self.index, features.time, ready)
         self.mailbox.put(out)
         if self.outputs is not None:
             self.outputs.put(out)  # never waits: each output has its own hand-off and thread
-        self.index += 1
-        self.frame_times.append(ready)
-        self.latencies.append(ready - features.time)
-        if self.on_frame is not None:
-            try:
-                self.on_frame(out)
-            except Exception as e:  # noqa: BLE001 - a feedback hiccup must not stop the show
-                self._problem(f"on_frame:{e}", f"after frame {out.index}: {type(e).__name__}: {e}")
+        self.numbers.frame_done(ready, features.time)
+        self._tell("on_frame", self.on_frame, out)
         return out
+
+    def _tell(self, name: str, callback, value) -> None:
+        if callback is None:
+            return
+        try:
+            callback(value)
+        except Exception as e:  # noqa: BLE001 - a feedback hiccup must not stop the show
+            self.numbers.frame_failed(f"{name}:{e}", f"{name} after frame {self.index}: {type(e).__name__}: {e}")
 
     def run(self, stop: threading.Event) -> None:
         """The render thread's loop, until ``stop`` is set."""
         while not stop.is_set():
             if self.frame() is None:
                 time.sleep(0.005)  # frozen or failed: don't spin
-        if self.recorder is not None:
-            self.recorder.close()
+        self.close()
+
+    def close(self) -> None:
+        """Finish the file work and the take (waits for the disk: call it when the show ends)."""
+        self.disk.close()
+        for command, result, error in self.disk.results():
+            self._file_work_done(command, result, error)
+        self.recording.wait()
 
     # -- numbers -----------------------------------------------------------------------------
 
     @property
+    def index(self) -> int:
+        """Frames published so far (the next frame's index)."""
+        return self.numbers.frames
+
+    @property
     def fps(self) -> float:
-        t = self.frame_times
-        return (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 0.0
+        return self.numbers.fps
+
+    @property
+    def latencies(self):
+        return self.numbers.latencies
 
     def stats(self) -> dict:
-        lat = list(self.latencies)
-        return {"frames": self.index, "fps": round(self.fps, 2),
-                "latency_ms_p50": round(1000 * _percentile(lat, 50), 1),
-                "latency_ms_p95": round(1000 * _percentile(lat, 95), 1),
-                "frame_errors": self._problem.count, "commands_dropped": self.dropped,
-                "display_dropped": self.mailbox.dropped, "upload": str(self.upload)}
+        return {**self.numbers.as_dict(), "commands_dropped": self.dropped, "display_dropped": self.mailbox.dropped,
+                "upload": str(self.upload)}
 
     def hud_lines(self) -> list[str]:
-        features = self.features.latest()
-        meters = "  ".join(f"{n} {'#' * int(min(1.0, features[n] * 4) * 10):10s}" for n in ("rms", "bass", "mid", "high"))
-        lines = [f"{self.fps:5.1f} fps   audio->frame p50 {1000 * _percentile(list(self.latencies)[-120:], 50):.0f} ms"
-                 + ("   REC" if self._state.recording else "") + ("   FROZEN" if self._state.frozen else ""),
-                 meters, f"upload: {self.upload.path}"]
-        lines += [f"{i + 1}. {b}" for i, b in enumerate(self._last_bends)]
-        return lines
-
-
-def _crossfade(old: list[Bend], new: list[Bend], t: float) -> list[Bend]:
-    """Bend params part-way from the old preset's to the new one's. A bend present in both
-    (same operator and layer) glides; one only in the old fades to its neutral param during
-    the first half; one only in the new fades in from neutral during the second half."""
-    from engine.operators import OPERATORS
-
-    out = []
-    matched = set()
-    for b in new:
-        partner = next((o for o in old if o.operator == b.operator and o.layer == b.layer), None)
-        neutral = OPERATORS[b.operator].neutral
-        if partner is not None:
-            matched.add(id(partner))
-            out.append(b.with_param(partner.param + (b.param - partner.param) * t))
-        elif neutral is not None:
-            u = max(0.0, 2 * t - 1)
-            out.append(b.with_param(neutral + (b.param - neutral) * u))
-        elif t >= 0.5:
-            out.append(b)
-    for o in old:
-        if id(o) in matched:
-            continue
-        neutral = OPERATORS[o.operator].neutral
-        if neutral is not None and t < 0.5:
-            out.insert(0, o.with_param(o.param + (neutral - o.param) * 2 * t))
-        elif neutral is None and t < 0.5:
-            out.insert(0, o)
-    return out
+        return self.numbers.hud_lines(self._state, self.features.latest(), self._last_bends, self.upload.path)
