@@ -87,7 +87,15 @@ def main() -> int:
     # Ray starts its workers at nice 15; at 0 they compete with this process (and anything else
     # running) on equal terms, so the ratios measure Ray, not the scheduler's priorities.
     os.environ.setdefault("RAY_worker_niceness", "0")
-    ray.init(num_cpus=max(workers), include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    for attempt in (1, 2, 3):  # Ray gives its raylet a fixed 30 s to come up, which a loaded 2-core box can miss
+        try:
+            ray.init(num_cpus=max(workers), include_dashboard=False, logging_level=logging.WARNING,
+                     log_to_driver=False)
+            break
+        except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception for this
+            ray.shutdown()
+            if attempt == 3 or "timed out during startup" not in str(e):
+                raise
     try:
         for n in workers:  # one pool per worker count; local runs interleaved, so load drifts hit both
             cold = time.perf_counter()
