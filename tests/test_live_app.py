@@ -202,3 +202,19 @@ def test_a_missing_display_says_to_use_headless(tmp_path):
     proc = netbend("live", "--model", "tiny", "--no-audio", "--duration", "1", "--osc-port", "-1", env=env)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 2 and "--headless" in err, err
+
+
+def test_live_options_are_checked_when_made():
+    from live.show.app import LiveOptions
+
+    for kwargs, message in [({"osc_port": -1}, "--osc-port must be a UDP port 0..65535.*--no-osc"),
+                            ({"osc_port": 70000}, "--osc-port must be"),
+                            ({"duration": 0.0}, "--duration must be > 0"),
+                            ({"features_hz": 0.0}, "--features-hz must be > 0"),
+                            ({"audio_device": "1", "audio_file": Path("a.wav")}, "not both"),
+                            ({"no_audio": True, "audio_device": "1"}, "--no-audio takes no"),
+                            ({"play": True}, "--play plays an --audio-file")]:
+        with pytest.raises(ValueError, match=message):
+            LiveOptions(**kwargs)
+    assert LiveOptions(osc_port=None).osc_port is None  # no OSC: None, not a magic port number
+

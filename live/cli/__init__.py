@@ -154,13 +154,12 @@ def _live(args: argparse.Namespace) -> int:
     from live.show.app import LiveOptions, format_stats, parse_host_port, run_live
     from live.cli.render import parse_size
 
-    if args.audio_device is not None and args.audio_file is not None:
-        raise ValueError("give --audio-device or --audio-file, not both")
     opts = LiveOptions(
         preset=args.preset, model=args.model, device=args.device, size=parse_size(args.size),
         audio_device=args.audio_device, audio_file=Path(args.audio_file) if args.audio_file else None,
         play=args.play, channels=args.channels, gain_db=args.gain, gate_db=args.gate,
-        osc_host=args.osc_host, osc_port=args.osc_port, osc_allow=args.osc_allow or [],
+        osc_host=args.osc_host, osc_port=None if args.no_osc or args.osc_port == -1 else args.osc_port,
+        osc_allow=args.osc_allow or [],
         osc_feedback=parse_host_port(args.osc_feedback) if args.osc_feedback else None,
         features_hz=args.features_hz, headless=args.headless, duration=args.duration,
         fullscreen=args.fullscreen, monitor=args.monitor, record=Path(args.record) if args.record else None,

@@ -35,7 +35,7 @@ class LiveOptions:
     gain_db: float = 0.0
     gate_db: float = -70.0
     osc_host: str = "127.0.0.1"
-    osc_port: int = 9000
+    osc_port: Optional[int] = 9000  # None: no OSC (and no OSCQuery)
     osc_allow: list[str] = field(default_factory=list)
     osc_feedback: Optional[tuple[str, int]] = None
     features_hz: float = 30.0
@@ -51,6 +51,22 @@ class LiveOptions:
     no_audio: bool = False
     backend: str = "eager"  # eager | compile: how the U-Net runs (see engine.pipeline_base)
     outputs: Optional[object] = None  # a live.outputs.options.OutputOptions: NDI, recording, output size …
+
+    def __post_init__(self) -> None:
+        """Checks that need no file, device or model: a wrong option fails at once, named."""
+        if self.audio_device is not None and self.audio_file is not None:
+            raise ValueError("give --audio-device or --audio-file, not both")
+        if self.no_audio and (self.audio_device is not None or self.audio_file is not None):
+            raise ValueError("--no-audio takes no --audio-device or --audio-file")
+        if self.duration is not None and not self.duration > 0:
+            raise ValueError(f"--duration must be > 0 seconds, got {self.duration}")
+        if self.osc_port is not None and not (isinstance(self.osc_port, int) and 0 <= self.osc_port <= 65535):
+            raise ValueError(f"--osc-port must be a UDP port 0..65535 (0: any free port), got {self.osc_port!r}; "
+                             "no OSC: --no-osc")
+        if not self.features_hz > 0:
+            raise ValueError(f"--features-hz must be > 0, got {self.features_hz}")
+        if self.play and self.audio_file is None:
+            raise ValueError("--play plays an --audio-file to the speakers; give one")
 
 
 def parse_host_port(text: str) -> tuple[str, int]:
@@ -134,8 +150,6 @@ def run_live(opts: LiveOptions) -> dict:
     from live.control.presets import load_preset
     from live.control.state import state_from_preset
 
-    if opts.duration is not None and opts.duration <= 0:
-        raise ValueError(f"--duration must be > 0 seconds, got {opts.duration}")
     from live.outputs.options import OutputOptions
 
     output_options = opts.outputs or OutputOptions()
@@ -153,7 +167,7 @@ def run_live(opts: LiveOptions) -> dict:
     stopped_by = _stop_on_signals(stop)  # from here on a signal ends the show cleanly
     slots = opts.slots or default_slots()
     osc = control = gate = None
-    if opts.osc_port is not None and opts.osc_port >= 0:  # open before the model loads: nothing sent is lost
+    if opts.osc_port is not None:  # open before the model loads: nothing sent is lost
         from live.control.osc import OscControl, OscServer, StartGate
         from live.control.preset_files import user_preset_path
         from live.control.presets import preset_state
