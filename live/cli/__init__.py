@@ -162,6 +162,7 @@ def _live(args: argparse.Namespace) -> int:
         osc_allow=args.osc_allow or [],
         osc_feedback=parse_host_port(args.osc_feedback) if args.osc_feedback else None,
         features_hz=args.features_hz, headless=args.headless, duration=args.duration,
+        oscquery_port=args.oscquery_port, link=args.link, tempo=args.tempo, quantize=args.quantize,
         fullscreen=args.fullscreen, monitor=args.monitor, record=Path(args.record) if args.record else None,
         record_audio=args.record_audio,
         replay=Path(args.replay) if args.replay else None,

@@ -77,6 +77,13 @@ def _live_parser(sub) -> None:
     osc.add_argument("--osc-allow", action="append", metavar="IP", help="only accept these senders (repeatable)")
     osc.add_argument("--osc-feedback", metavar="HOST:PORT", help="echo changes, errors and audio features here")
     osc.add_argument("--features-hz", type=float, default=30.0, help="audio features sent per second (default 30)")
+    osc.add_argument("--oscquery-port", type=int, help="OSCQuery HTTP/WebSocket port for VDMX, Chataigne, ossia, "
+                                                      "TouchDesigner (default: the OSC port + 10; 0: off)")
+    tempo = p.add_argument_group("tempo")
+    tempo.add_argument("--link", action="store_true", help="join an Ableton Link session (tempo and beat)")
+    tempo.add_argument("--tempo", type=float, default=120.0, help="starting tempo in BPM (default 120; key T taps)")
+    tempo.add_argument("--quantize", choices=("off", "beat", "bar"), default="off",
+                       help="preset loads and prompt changes wait for the next beat or bar (default off)")
     show = p.add_argument_group("display")
     show.add_argument("--headless", action="store_true", help="no window (servers, tests)")
     show.add_argument("--duration", type=float, help="stop after this many seconds")

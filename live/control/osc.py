@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import queue
 import socket
 import threading
@@ -65,6 +66,7 @@ STATE = "/netbend/state"          # query: replies with ShowState.messages() the
 STATE_END = "/netbend/state/end"  # marks the end of a state reply (UDP gives no other end)
 AUDIO = "/netbend/audio"          # /netbend/audio/<feature> f
 SAVED = "/netbend/preset/saved"   # s:name, echoed when a save has been written
+STATS = "/netbend/stats"          # query: replies /netbend/stats/<name> f|i (fps, frames, errors …)
 READY = "/netbend/ready"          # i: 1 once the show renders (0 while the model loads), in state replies
 TEMPO_ADDRESSES = ("/netbend/tempo", "/netbend/tempo/tap", "/netbend/tempo/lock")
 
@@ -170,6 +172,7 @@ class OscControl:
     check_save: name -> None, or raises ValueError (a shipped preset's name, say).
     tempo: a live.control.tempo.Tempo taking /netbend/tempo, /tempo/tap and /tempo/lock.
     ready: whether the show renders yet (``/netbend/ready`` in the state reply).
+    stats: the show's numbers ({name: number}) for a ``/netbend/stats`` query.
     clock: the show clock stamped on each Command.
     pending_s: how long a queued command counts towards validating the next messages
         when the render thread has not applied it yet.
@@ -179,8 +182,9 @@ class OscControl:
                  layers=None, clock: Callable[[], float] = time.monotonic, pending_s: float = 2.0,
                  load_preset: Optional[Callable[[Any], ShowState]] = None,
                  check_save: Optional[Callable[[str], None]] = None, tempo=None,
-                 ready: Callable[[], bool] = lambda: True):
+                 ready: Callable[[], bool] = lambda: True, stats: Optional[Callable[[], dict]] = None):
         self._get_state, self._submit, self._clock, self.ready = get_state, submit, clock, ready
+        self.stats = stats
         self.layers = layers
         self.load_preset, self.check_save, self.tempo = load_preset, check_save, tempo
         self._pending_s = pending_s
@@ -188,6 +192,7 @@ class OscControl:
         self._projected: Optional[ShowState] = None  # the snapshot with every pending command applied
         self._applied: queue.SimpleQueue = queue.SimpleQueue()  # render thread -> server thread
         self._addresses = addresses()
+        self._scheduled = 0  # commands waiting for the beat
         self.log_once = _LogOnce(log, clock=clock)
 
     def handle(self, address: str, args: tuple, sender: Sender) -> list[Reply]:
@@ -229,6 +234,13 @@ class OscControl:
     def _handle_one(self, address: str, args: tuple, sender: Sender, quiet: bool = False) -> list[Reply]:
         if address in TEMPO_ADDRESSES:
             return self._tempo(address, args, sender)
+        if address == STATS:
+            if args:
+                return self.reject(address, f"{STATS} takes no arguments; got {len(args)}", sender)
+            numbers = self.stats() if self.stats is not None else {}
+            return [(f"{STATS}/{k}", (float(v) if isinstance(v, float) else int(v),)) for k, v in numbers.items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)] + [
+                (f"{STATS}/end", ())]
         command = Command(address, args, time=self._clock(), source="osc")
         try:
             if address == "/netbend/preset/load":
@@ -249,7 +261,11 @@ class OscControl:
                           "OSC %s from %s: %s", address, _who(sender), reason, exc_info=True)
             return [(ERROR, (address, _short(reason, MAX_REASON)))]
         if address == STATE:
-            return list(self._get_state().messages()) + [(READY, (int(self.ready()),)), (STATE_END, ())]
+            tempo = [(a, (v,)) for a, v in self.tempo.values().items()] if self.tempo is not None else []
+            return list(self._get_state().messages()) + tempo + [(READY, (int(self.ready()),)), (STATE_END, ())]
+        when = self._quantized(command)
+        if when is not None:
+            return self._schedule(command, when, sender)
         try:
             self._submit(command)
         except queue.Full:
@@ -259,6 +275,39 @@ class OscControl:
             return self.reject(address, f"could not queue the command: {type(e).__name__}: {e}", sender)
         self._pending.append(command)
         self._projected = after
+        return []
+
+    QUANTIZED = ("/netbend/preset/load", "/netbend/prompt")
+    MAX_SCHEDULED = 16
+
+    def _quantized(self, command: Command) -> Optional[float]:
+        """The clock time a preset load or prompt change waits for (the next beat or bar), or
+        None to apply it at the next frame. Per command (preset/load's second argument) or
+        the show's /netbend/quantize."""
+        if self.tempo is None or command.address not in self.QUANTIZED:
+            return None
+        mode = command.args[1] if command.address == "/netbend/preset/load" and len(command.args) == 2 \
+            else self._validation_state().quantize
+        if mode not in ("beat", "bar"):
+            return None
+        return self.tempo.next_boundary(mode)
+
+    def _schedule(self, command: Command, when: float, sender: Sender) -> list[Reply]:
+        if self._scheduled >= self.MAX_SCHEDULED:
+            return self.reject(command.address, f"{self.MAX_SCHEDULED} changes already wait for the beat", sender)
+        self._scheduled += 1
+
+        def fire() -> None:
+            self._scheduled -= 1
+            try:
+                self._submit(command)
+            except Exception as e:  # noqa: BLE001 - the queue was full at the beat: say so in the log
+                self.log_once((command.address, "scheduled"), logging.WARNING,
+                              "OSC %s waited for the beat and was dropped: %s", command.address, e)
+
+        timer = threading.Timer(max(0.0, when - self.tempo.clock()), fire)
+        timer.daemon = True
+        timer.start()
         return []
 
     def _preload(self, command: Command) -> Command:
@@ -401,6 +450,7 @@ class OscServer:
         self.host = host
         self.port: int = self._sock.getsockname()[1]
 
+        self.on_changed: list[Callable[[list[Reply]], None]] = []  # e.g. OSCQuery's LISTEN push
         self._echo_lock = threading.Lock()
         self._echoed: Optional[ShowState] = None  # the state the controller was last told
         self._stop = threading.Event()
@@ -450,6 +500,12 @@ class OscServer:
             changed = echo_messages(before, now)
         for address, args in changed:
             self._to_feedback(address, args)
+        for listener in self.on_changed:
+            try:
+                listener(changed)
+            except Exception:  # noqa: BLE001 - a listener's hiccup never stops the render thread
+                self.control.log_once(("on_changed", "internal"), logging.ERROR, "OSC change listener failed",
+                                      exc_info=True)
         if command.address == "/netbend/preset/save":
             self._to_feedback(SAVED, (str(command.args[0]),))
 

@@ -131,7 +131,7 @@ def select_monitor(monitors: Sequence[str], wanted: int | str) -> int:
 
 KEY_ACTIONS = {
     glfw.KEY_F: "fullscreen", glfw.KEY_F11: "fullscreen", glfw.KEY_H: "hud",
-    glfw.KEY_SPACE: "freeze", glfw.KEY_S: "save", glfw.KEY_R: "record", glfw.KEY_ESCAPE: "quit",
+    glfw.KEY_SPACE: "freeze", glfw.KEY_S: "save", glfw.KEY_R: "record", glfw.KEY_T: "tap", glfw.KEY_ESCAPE: "quit",
     **{glfw.KEY_1 + n - 1: f"preset:{n}" for n in range(1, 10)},
     **{glfw.KEY_KP_1 + n - 1: f"preset:{n}" for n in range(1, 10)},
 }

@@ -50,6 +50,10 @@ class LiveOptions:
     allow_pickle: bool = False
     no_audio: bool = False
     backend: str = "eager"  # eager | compile: how the U-Net runs (see engine.pipeline_base)
+    oscquery_port: Optional[int] = None  # None: the OSC port + 10; 0: no OSCQuery
+    link: bool = False  # join an Ableton Link session
+    tempo: float = 120.0  # BPM until tapped, set, or Link says otherwise
+    quantize: str = "off"  # off | beat | bar: when preset loads and prompts take effect
     outputs: Optional[object] = None  # a live.outputs.options.OutputOptions: NDI, recording, output size …
 
     def __post_init__(self) -> None:
@@ -145,6 +149,19 @@ def _restore_signals(state: dict) -> None:
     state["previous"] = {}
 
 
+def _mapped_values(show) -> dict:
+    """/netbend/bend/<n>/value: the param each mapped bend rendered with last, so a slider
+    in the patch can follow what the audio does to it."""
+    out, bends, k = {}, list(getattr(show, "_last_bends", ())), 0
+    for n, slot in enumerate(show.state.slots, start=1):
+        if slot is None:
+            continue
+        if slot.mapping is not None and k < len(bends):
+            out[f"/netbend/bend/{n}/value"] = float(bends[k].param)
+        k += 1
+    return out
+
+
 def run_live(opts: LiveOptions) -> dict:
     """Run the show until stopped; returns its numbers (fps, latency percentiles …)."""
     from live.control.presets import load_preset
@@ -166,14 +183,20 @@ def run_live(opts: LiveOptions) -> dict:
     stop = threading.Event()
     stopped_by = _stop_on_signals(stop)  # from here on a signal ends the show cleanly
     slots = opts.slots or default_slots()
-    osc = control = gate = None
+    from live.control.tempo import LinkTempo, Tempo
+
+    tempo = LinkTempo(opts.tempo).start() if opts.link else Tempo(opts.tempo)
+    osc = control = gate = oscquery = None
     if opts.osc_port is not None:  # open before the model loads: nothing sent is lost
         from live.control.osc import OscControl, OscServer, StartGate
         from live.control.preset_files import user_preset_path
         from live.control.presets import preset_state
 
-        gate = StartGate(take.start_state if take is not None else state_from_preset(preset))
-        control = OscControl(get_state=gate.get_state, submit=gate.submit,
+        from dataclasses import replace as _replace
+
+        first = take.start_state if take is not None else state_from_preset(preset)
+        gate = StartGate(_replace(first, quantize=opts.quantize) if opts.quantize != "off" else first)
+        control = OscControl(get_state=gate.get_state, submit=gate.submit, tempo=tempo,
                              # presets are read on the OSC thread, by name from the preset folders
                              load_preset=lambda which: preset_state(which, slots, control.layers),
                              check_save=user_preset_path, ready=lambda: gate.is_open)
@@ -184,17 +207,30 @@ def run_live(opts: LiveOptions) -> dict:
             _restore_signals(stopped_by)
             raise
         log.info("OSC on %s:%d (commands wait for the show to start)", opts.osc_host, osc.port)
+        tempo.on_change.append(lambda bpm: osc._to_feedback("/netbend/tempo", (float(bpm),)))
+        query_port = opts.oscquery_port if opts.oscquery_port is not None else osc.port + 10
+        if query_port:
+            from live.control.oscquery import OscQueryServer
+
+            try:
+                oscquery = OscQueryServer(gate.get_state, osc_port=osc.port, host=opts.osc_host, port=query_port,
+                                          layers=lambda: control.layers.layers if control.layers else (),
+                                          extra_values=tempo.values).start()
+                osc.on_changed.append(oscquery.changed)
+            except OSError as e:
+                log.warning("%s; the show goes on without OSCQuery (--oscquery-port 0 turns it off)", e)
     try:
-        return _run_live(opts, preset, take, output_options, stop, stopped_by, slots, osc, control, gate)
+        return _run_live(opts, preset, take, output_options, stop, stopped_by, slots, osc, control, gate, tempo)
     finally:
         stop.set()
         _restore_signals(stopped_by)
-        if osc is not None:
-            osc.stop()
+        for thing in (oscquery, osc, tempo if opts.link else None):
+            if thing is not None:
+                thing.stop()
 
 
 def _run_live(opts: LiveOptions, preset, take, output_options, stop: threading.Event, stopped_by: dict,
-              slots: list, osc, control, gate) -> dict:
+              slots: list, osc, control, gate, tempo) -> dict:
     """run_live once the OSC port is open: load the model, run the show, close it all."""
     import torch
 
@@ -241,6 +277,9 @@ def _run_live(opts: LiveOptions, preset, take, output_options, stop: threading.E
             feature_thread = FeatureThread(source, hop=0.01, taper=preset.taper)  # the starting preset's window
             feature_thread.start()
             features = feature_thread
+        from live.control.tempo import TempoFeatures
+
+        features = TempoFeatures(features, tempo)  # beat_phase, lfo_sine … map like audio features
         h, w = pipe.size
         outputs = output_options.build((w, h), audio=source if hasattr(source, "read_since") else None)
         show = Show(pipe, state, features=features, model_name=model_name, slots=slots, upload=upload,
@@ -251,6 +290,8 @@ def _run_live(opts: LiveOptions, preset, take, output_options, stop: threading.E
         outputs.error = lambda address, reason: show.error(address, reason)  # answered like any command
         if osc is not None:
             control.layers = show.limits  # from now on commands are checked against this model
+            control.stats = lambda: {**show.stats(), "osc_dropped": osc.dropped, "osc_replies_dropped":
+                                     osc.replies_dropped}
             show.echo = osc.echo
             show.error = osc.error
             held = gate.open(show)
@@ -275,7 +316,7 @@ def _run_live(opts: LiveOptions, preset, take, output_options, stop: threading.E
             return False
 
         if osc is not None and feature_thread is not None:
-            show.on_features = osc.send_features  # every frame boundary, frozen or not
+            show.on_features = lambda frame: osc.send_features(frame, _mapped_values(show))  # frozen or not
         if window is not None:
             def on_key(action: str) -> None:
                 from live.control.state import Command
@@ -289,6 +330,8 @@ def _run_live(opts: LiveOptions, preset, take, output_options, stop: threading.E
                 elif action == "save":
                     show.submit(Command("/netbend/preset/save", (time.strftime("live-%Y%m%d-%H%M%S"),),
                                         time.monotonic(), "key"))
+                elif action == "tap":
+                    tempo.tap()
                 elif action == "record":
                     address = "/netbend/record/stop" if show.state.recording else "/netbend/record/start"
                     show.submit(Command(address, (), time.monotonic(), "key"))
