@@ -302,6 +302,7 @@ class Show:
         self.disk.close()
         for command, result, error in self.disk.results():
             self._file_work_done(command, result, error)
+        self.recording.frame(self.features)  # the features and audio since the last frame, too
         self.recording.wait()
 
     # -- numbers -----------------------------------------------------------------------------
