@@ -64,8 +64,9 @@ def test_live_records_every_rendered_frame_with_the_audio_of_the_show(demo_wav, 
     assert stats["frames"] > 4 and stats["outputs"]["record"]["sent"] == info.frames
     assert abs(info.frames - stats["frames"]) <= 0.05 * stats["frames"]  # the file has what was rendered
     assert (info.width, info.height, info.video_codec) == (128, 72, "h264")  # at the output size
-    assert info.audio_codec == "aac" and 3.8 <= info.audio_duration <= 4.6  # as long as the show
-    assert abs(info.audio_duration - info.video_duration) < 0.5
+    # as long as the show: from its first frame to the stop, which comes up to a frame later
+    assert info.audio_codec == "aac" and 3.8 <= info.audio_duration <= 4.3 + 2 / max(stats["fps"], 1)
+    assert abs(info.audio_duration - info.video_duration) < 0.3 + 2 / max(stats["fps"], 1)
 
 
 @pytest.mark.slow  # a `netbend live` process: its imports alone take seconds
@@ -81,7 +82,7 @@ def test_a_show_killed_with_sigkill_leaves_a_recording_that_plays(demo_wav, tmp_
     os.kill(p.pid, signal.SIGKILL)
     p.communicate()
     info = probe(out)  # decodes every packet of both streams: raises on a broken file
-    assert info.frames >= 5 and info.video_codec == "h264"  # (a loaded 2-core CI renders tiny at 3-20 fps)
+    assert info.frames >= 2 and info.video_codec == "h264"  # (a loaded 2-core CI renders tiny at 0.5-20 fps)
     assert info.video_duration >= 2.0 and info.audio_codec == "aac" and info.audio_duration >= 2.0
     assert abs(info.audio_duration - info.video_duration) < 1.5
 
@@ -92,6 +93,7 @@ def test_a_show_killed_with_sigkill_leaves_a_recording_that_plays(demo_wav, tmp_
 class Osc:
     def __init__(self, port: int):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)  # nothing lost while the test sleeps
         self.sock.bind(("127.0.0.1", 0))
         self.port, self.app = self.sock.getsockname()[1], port
 
@@ -126,30 +128,33 @@ def test_recording_starts_and_stops_over_osc_and_outputs_switch_by_name(demo_wav
     out = tmp_path / "from-osc.mp4"
     taken = tmp_path / "taken.mp4"
     taken.write_bytes(b"keep me")
-    p = netbend("live", "--model", "tiny", "--headless", "--audio-file", str(demo_wav), "--duration", "12",
-                "--osc-port", str(port), "--osc-feedback", f"127.0.0.1:{osc.port}")
+    p = netbend("live", "--model", "tiny", "--headless", "--audio-file", str(demo_wav), "--duration", "14",
+                "--osc-port", str(port), "--osc-feedback", f"127.0.0.1:{osc.port}", "--features-hz", "5")
+    got = []
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 180
+        while not any(a.startswith("/netbend/audio/") for a, _ in got):  # features go out once frames render
+            assert time.monotonic() < deadline and p.poll() is None, "the show never started"
             osc.send("/netbend/state")
-            if any(a == "/netbend/state/end" for a, _ in osc.receive(0.5, until="/netbend/state/end")):
-                break
-        else:
-            raise AssertionError("the app never answered")
+            got += osc.receive(0.5)
         osc.send("/netbend/record/video/start", str(taken))  # exists: refused, file kept
+        refused = time.monotonic() + 30
+        while not any(a == "/netbend/error" and "already exists" in str(args) for a, args in got):
+            assert time.monotonic() < refused, "no answer to a start over an existing file"
+            got += osc.receive(0.5)
         osc.send("/netbend/record/video/start", str(out))
         osc.send("/netbend/output/ndi/enable", 1)  # no such output
         osc.send("/netbend/output/record/enable", 2)  # malformed: answered at once
-        got = osc.receive(2.0)
+        got += osc.receive(2.0)
         time.sleep(2.0)
         osc.send("/netbend/output/record/enable", 0)
         time.sleep(1.0)
         osc.send("/netbend/output/record/enable", 1)
         time.sleep(1.0)
         osc.send("/netbend/record/video/stop")
-        got += osc.receive(2.0)
     finally:
-        stdout, stderr = p.communicate(timeout=120)
+        stdout, stderr = p.communicate(timeout=180)
+    got += osc.receive(1.0)  # what arrived meanwhile waits in the socket
     assert p.returncode == 0, stderr
     errors = [args for a, args in got if a == "/netbend/error"]
     assert any("already exists" in " ".join(map(str, e)) for e in errors), got
@@ -159,7 +164,7 @@ def test_recording_starts_and_stops_over_osc_and_outputs_switch_by_name(demo_wav
     stats = json.loads(stdout.strip().splitlines()[-1])
     info = probe(out)
     assert info.frames == stats["outputs"]["record"]["sent"] > 5 and info.audio_codec == "aac"
-    assert info.audio_duration >= 3.5  # the whole ~4 s between start and stop, paused picture or not
+    assert info.audio_duration >= 3.0  # the ~4 s from the first frame to the stop, paused picture or not
 
 
 # -- NDI: the tiny model's frames at a real receiver ------------------------------------------------

@@ -25,9 +25,9 @@ class AudioTap:
         self.samples_read = 0  # since start, silence for lost samples included
         self.lost = 0  # samples of silence put in for an overrun
 
-    def start(self) -> None:
-        """Read from now on (the first sample after this call is sample 0 of the output)."""
-        self._position = int(self.source.frames_received)
+    def start(self, back_s: float = 0.0) -> None:
+        """Read from now on, or from ``back_s`` seconds ago (what the ring still holds)."""
+        self._position = max(0, int(self.source.frames_received) - int(round(back_s * self.sample_rate)))
         self.samples_read = 0
 
     @property

@@ -7,9 +7,9 @@ to the file as it completes): a ``kill -9`` or a power cut leaves a file that pl
 the last second or so. A clean stop finishes it like any MP4.
 
 Time: each frame's presentation time is when the render thread finished it, from the
-moment the recording started (variable frame rate: a 12 fps passage stays 12 fps, with no
+first frame the recording got (variable frame rate: a 12 fps passage stays 12 fps, with no
 duplicated or dropped frames in the file). The audio is every input sample from that same
-moment, read from the audio source's ring on this thread; lost samples become silence, so
+moment to the stop, read from the audio source's ring on this thread; lost samples become silence, so
 picture and sound stay in sync for the whole show.
 
 An existing file is never overwritten unless ``overwrite=True`` (``--overwrite``).
@@ -95,7 +95,7 @@ class VideoRecording(Output):
             self._container.close()
             self.path.unlink(missing_ok=True)  # nothing of it was ours yet
             raise
-        self._start = self._clock()
+        self._start: Optional[float] = None  # the first picture's time: the file's time zero
 
     def _add_streams(self, fps: float) -> None:
         video = self._container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
@@ -115,7 +115,6 @@ class VideoRecording(Output):
             self._audio_stream.codec_context.time_base = Fraction(1, rate)
             if rate != self.audio.sample_rate:
                 self._resampler = av.AudioResampler(format="fltp", layout="mono", rate=rate)
-            self.audio.start()
 
     # -- on the output's thread
 
@@ -123,7 +122,12 @@ class VideoRecording(Output):
         if picture.shape[1::-1] != self._size:
             picture = np.pad(picture, ((0, self._size[1] - picture.shape[0]), (0, self._size[0] - picture.shape[1]),
                                        (0, 0)), mode="edge")
-        t = max(0.0, getattr(frame, "rendered_time", self._clock()) - self._start)
+        rendered = getattr(frame, "rendered_time", self._clock())
+        if self._start is None:  # picture and sound begin together, with the show's first frame
+            self._start = rendered
+            if self.audio is not None:  # from the sample that was arriving as the frame was finished
+                self.audio.start(back_s=max(0.0, self._clock() - rendered))
+        t = max(0.0, rendered - self._start)
         pts = max(self._last_pts + 1, int(round(t / TIME_BASE)))
         video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture), format="rgb24")
         video_frame.pts, video_frame.time_base = pts, TIME_BASE
@@ -136,13 +140,13 @@ class VideoRecording(Output):
         self._pull_audio()
 
     def tick(self, now: float) -> None:
-        if self._container is not None:
+        if self._container is not None and self._start is not None:
             self._pull_audio()
 
     def _pull_audio(self, final: bool = False) -> None:
         """Encode every input sample that arrived since the last call (and, at the end, the
         resampler's tail)."""
-        if self._audio_stream is None:
+        if self._audio_stream is None or self._start is None:
             return
         samples = self.audio.read()
         frames = []
