@@ -568,12 +568,15 @@ def fuzz_packets(n: int, seed: int = 16) -> list[bytes]:
             out.append(g[:rng.randrange(1, len(g) - 1)])
         elif kind == 2:  # a good message with one byte flipped in its type tags or address
             g = bytearray(rng.choice(good))
-            i = rng.randrange(0, g.index(b",") + 2)
-            g[i] = rng.choice([0, 0xFF, ord("r"), ord("m"), ord("\n")]) if g[i] != ord("/") else g[i]
+            comma = g.index(b",")
+            i = rng.choice([rng.randrange(1, g.index(b"\x00")), comma + 1])  # in the address, or the first tag
+            g[i] = rng.choice([b for b in (0, 0xFF, ord("r"), ord("m"), ord("\n")) if b != g[i]])
             out.append(bytes(g))
         elif kind == 3:  # values out of range, wrong types
             a = rng.choice(addresses[:6])
             v = rng.choice(bad_values)
+            if (a, v) in (("/netbend/bend/1/param", -1), ("/netbend/seed", 9999999)):
+                v = float("nan")  # those two are fine values there
             out.append(osc(a, v, types="d" if isinstance(v, float) else ("h" if abs(v) > 2**31 - 1 else "i")))
         elif kind == 4:  # unknown addresses, patterns that match nothing, newlines, unicode digits
             a = rng.choice(["/netbend/nope", "/netbend/bend/\u0662/param", "/netbend/prompt\n", "/x/*",
