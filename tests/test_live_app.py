@@ -87,7 +87,7 @@ def test_osc_controls_a_running_show_records_a_take_and_renders_it(demo_wav, tmp
     try:
         osc.wait_for_app()
         osc.receive(0.3)  # drain
-        osc.send("/netbend/bend/2/operator", "rotate")
+        osc.send("/netbend/bend/2/operator", "rotate_spatial")  # bend 2 is a rotate: a change, so echoed
         osc.send("/netbend/bend/2/layer", 5)  # an index into the U-Net points
         osc.send("/netbend/bend/2/scale", 0.0, 3.1)
         osc.send("/netbend/bend/2/feature", "rms")
@@ -111,7 +111,7 @@ def test_osc_controls_a_running_show_records_a_take_and_renders_it(demo_wav, tmp
 
         osc.send("/netbend/state")
         state = dict(osc.receive(2.0, until="/netbend/state/end"))
-        assert state["/netbend/bend/2/operator"] == ("rotate",)
+        assert state["/netbend/bend/2/operator"] == ("rotate_spatial",)
         assert state["/netbend/prompt"] == ("stained glass cathedral",)
         assert state["/netbend/strength"][0] == pytest.approx(0.5)  # the bad strengths changed nothing
 
