@@ -314,8 +314,11 @@ def fake_tensorrt(built):
     return trt
 
 
-def test_build_all_builds_what_is_missing_and_reuses_the_rest(tiny, tmp_path, monkeypatch):
+def test_build_all_builds_what_is_missing_and_reuses_the_rest(tmp_path, monkeypatch):
     import engine.tensorrt as tensorrt_module
+    from engine.tiny import tiny_model
+
+    tiny = tiny_model(seed=0)  # its own: export refuses a U-Net that earlier tests' pipelines left hooked
 
     built = []
     monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(built))
