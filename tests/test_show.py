@@ -355,3 +355,16 @@ def test_default_key_slots_are_presets_that_can_run_live():
     slots = default_slots()
     assert 1 <= len(slots) <= 9
     assert all(load_preset(name).pipeline == "stream" for name in slots)
+
+
+def test_osc_gain_reaches_the_audio_source(pipe, tmp_path):
+    from live.audio.features import FeatureThread
+    from live.audio.filesource import FileSource
+    from live.media import write_audio_wav
+
+    write_audio_wav(tmp_path / "a.wav", np.zeros((4410, 2), np.float32), 44100)
+    source = FileSource(tmp_path / "a.wav")
+    show, echoed, _ = make_show(pipe, features=FeatureThread(source))
+    show.submit(Command("/netbend/gain", (6.0,)))
+    show.frame()
+    assert source.gain_db == 6.0 and show.state.gain_db == 6.0

@@ -216,6 +216,11 @@ class Show:
         if before is None or after.seed != before.seed:
             if after.seed != self.pipe.config.seed:
                 self.pipe.set_seed(after.seed)
+        if before is not None and after.gain_db != before.gain_db:
+            # /netbend/gain: the audio source's reader applies it from its next read on
+            source = getattr(self.features, "source", None)
+            if source is not None and hasattr(source, "gain_db"):
+                source.gain_db = after.gain_db
 
     def _recalled(self, new: ShowState) -> ShowState:
         """A preset state read and checked (the command's payload): fade to it."""
