@@ -41,6 +41,18 @@ def check_bpm(value, what: str = "/netbend/tempo") -> float:
     return float(value)
 
 
+
+def tapped_bpm(taps, now: float) -> Optional[float]:
+    """Add a tap at ``now`` to ``taps`` (a deque, cleared after a long pause) and return the
+    tempo of their median gap, within BPM_RANGE, once there are two; else None."""
+    if taps and now - taps[-1] > TAP_GAP_S:
+        taps.clear()
+    taps.append(now)
+    if len(taps) < 2:
+        return None
+    gaps = [b - a for a, b in zip(taps, list(taps)[1:])]
+    return min(max(60.0 / median(gaps), BPM_RANGE[0]), BPM_RANGE[1])
+
 class Tempo:
     """A tempo clock: beats since an origin, at ``bpm``; thread-safe."""
 
@@ -79,13 +91,9 @@ class Tempo:
         now = self.clock() if now is None else now
         if self.locked:
             return None
-        if self._taps and now - self._taps[-1] > TAP_GAP_S:
-            self._taps.clear()
-        self._taps.append(now)
-        if len(self._taps) < 2:
+        bpm = tapped_bpm(self._taps, now)
+        if bpm is None:
             return None
-        gaps = [b - a for a, b in zip(self._taps, list(self._taps)[1:])]
-        bpm = min(max(60.0 / median(gaps), BPM_RANGE[0]), BPM_RANGE[1])
         self.set_bpm(bpm, now)
         with self._lock:  # the downbeat on the tap
             self._base = float(round(self._base))
@@ -206,13 +214,9 @@ class LinkTempo(Tempo):
         now = self.clock() if now is None else now
         if self.locked:
             return None
-        if self._taps and now - self._taps[-1] > TAP_GAP_S:
-            self._taps.clear()
-        self._taps.append(now)
-        if len(self._taps) < 2:
+        bpm = tapped_bpm(self._taps, now)
+        if bpm is None:
             return None
-        gaps = [b - a for a, b in zip(self._taps, list(self._taps)[1:])]
-        bpm = min(max(60.0 / median(gaps), BPM_RANGE[0]), BPM_RANGE[1])
         self.set_bpm(bpm)
         return bpm
 
