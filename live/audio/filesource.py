@@ -24,10 +24,12 @@ __all__ = ["FileSource", "PLAY_LATENCY_S", "RESYNC_S"]
 
 RESYNC_S = 0.05         # speaker playback this far off the wall clock jumps back onto it
 # Speaker playback is for rehearsal, and the file clock is shifted by the stream's latency
-# anyway (what you hear is what is analysed), so it can afford a deep buffer: PortAudio's
+# anyway (what you hear is what is analysed), so it can afford a deep buffer. PortAudio's
 # low default (~35 ms) starved while the render thread held the GIL and ALSA printed an
-# "underrun occurred" line for each starved block.
-PLAY_LATENCY_S = 0.25
+# "underrun occurred" line for each starved block. 0.25 s still underran through ALSA's
+# pulse plugin about once in two 2.5 s runs with two GIL-bound threads busy (its period is
+# a quarter of the latency and the plugin calls back in bursts); 0.5 s ran 14 of 14 clean.
+PLAY_LATENCY_S = 0.5
 
 
 def _copy_span(src: np.ndarray, pos: int, out: np.ndarray, loop: bool) -> None:
