@@ -24,7 +24,8 @@ import torch
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from live.control.limits import SEED_MAX, ModelLimits
-from live.control.osc import ERROR, STATE, STATE_END, OscControl, OscServer, _LogOnce
+from live.control.osc import ERROR, STATE, STATE_END, OscControl, OscServer
+from live.log_once import LogOnce
 from live.control.osc_packets import PacketError, parse_packet
 from live.control.preset_files import PresetError, read_toml, user_preset_path
 from live.control.presets import load_named_preset, preset_state
@@ -612,7 +613,7 @@ def test_fuzz_10000_packets_change_nothing_and_the_show_renders(pipe, limits):
     submitted = []
     control = OscControl(lambda: show.state, submitted.append, limits,
                          load_preset=lambda w: preset_state(w, (), limits))
-    control.log_once = _LogOnce(logging.getLogger("netbend.fuzz"))
+    control.log_once = LogOnce(logging.getLogger("netbend.fuzz"))
     packets = fuzz_packets(12_000)
     start = time.monotonic()
     refused = 0

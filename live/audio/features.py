@@ -23,6 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from engine.features import FeatureExtractor, FeatureFrame
+from live.log_once import LogOnce
 
 log = logging.getLogger("netbend.audio")  # one logger for the whole audio input side
 
@@ -65,7 +66,7 @@ class FeatureThread(threading.Thread):
         self.hops = 0
         self.skipped_hops = 0
         self.errors = 0
-        self._logged: set[tuple[str, str]] = set()
+        self._log_once = LogOnce(log)
 
     def run(self) -> None:
         n = self.extractor.window_length
@@ -84,10 +85,9 @@ class FeatureThread(threading.Thread):
                 self._frames.append(self.extractor.process(samples, captured))
             except Exception as e:  # a bad hop must never end the features
                 self.errors += 1
-                key = (type(e).__name__, str(e))
-                if key not in self._logged and len(self._logged) < 100:
-                    self._logged.add(key)
-                    log.error("feature thread: %s: %s (logged once; carrying on)", *key, exc_info=True)
+                self._log_once((type(e).__name__, str(e)), logging.ERROR,
+                               "feature thread: %s: %s (logged once; carrying on)", type(e).__name__, e,
+                               exc_info=True)
             due += self.hop
             late = time.monotonic() - due
             if late > self.hop:  # far behind: skip the missed hops rather than burst

@@ -54,6 +54,7 @@ from typing import Any, Callable, Optional, Sequence
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import build_msg
 
+from live.log_once import LogOnce, shorten
 from live.control.osc_packets import PacketError, is_pattern, match_addresses, parse_packet
 from live.control.state import (PREFIX, Command, CommandError, ShowState, addresses, apply, echo_messages)
 
@@ -76,16 +77,11 @@ Sender = tuple[str, int]
 FUTURE_NOTE_S = 0.1       # a bundle tagged further ahead than this is noted in the log
 POLL_S = 0.1              # the server thread checks its stop Event this often
 MAX_DATAGRAM = 65535      # the largest UDP payload
-MAX_LOG_LINE = 300        # characters of one log line (a 60 KB bad address is not logged whole)
 MAX_REASON = 1000       # characters of an error reason sent back (the operator list fits)
 PACKET_RATE = 500.0       # messages a second read from one sender (burst: twice this)
 REPLY_RATE = 20.0         # error replies a second to one sender (burst: twice this)
 REPLY_BYTES = 64 * 1024   # bytes a second of replies to one sender (a state reply is ~5 KB)
 MAX_SENDERS = 256         # senders whose budgets are remembered (least recent forgotten)
-
-
-def _short(text: str, n: int) -> str:
-    return text if len(text) <= n else text[:n] + "…"
 
 
 # -- budgets and logging ------------------------------------------------------------------------
@@ -116,45 +112,6 @@ class _SenderBudget:
         self.replies = Bucket(REPLY_RATE, 2 * REPLY_RATE, now)
         self.bytes = Bucket(REPLY_BYTES, 2 * REPLY_BYTES, now)
         self.summary_due = now
-
-
-class _LogOnce:
-    """Logs each distinct key once, at most ``per_second`` new lines a second overall, each
-    at most MAX_LOG_LINE characters. Memory is bounded: keys are short (callers cut them)
-    and the oldest are forgotten past ``limit``."""
-
-    def __init__(self, logger: logging.Logger, limit: int = 1024, per_second: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic):
-        self._log, self._limit, self._rate, self._clock = logger, limit, per_second, clock
-        self._seen: OrderedDict[Any, None] = OrderedDict()
-        self._tokens, self._last, self._dropped = per_second, clock(), 0
-        self._lock = threading.Lock()  # the server, render and feature threads all log here
-
-    def __call__(self, key: Any, level: int, msg: str, *args: Any, exc_info: bool = False) -> bool:
-        key = tuple(_short(k, 120) if isinstance(k, str) else k for k in key) if isinstance(key, tuple) else key
-        with self._lock:
-            if key in self._seen:
-                return False
-            now = self._clock()
-            self._tokens = min(self._rate, self._tokens + (now - self._last) * self._rate)
-            self._last = now
-            if self._tokens < 1.0:
-                self._dropped += 1  # not marked seen: it is logged once the burst is over
-                return False
-            self._tokens -= 1.0
-            self._seen[key] = None
-            if len(self._seen) > self._limit:
-                self._seen.popitem(last=False)
-            dropped, self._dropped = self._dropped, 0
-        try:
-            text = msg % args if args else msg
-        except (TypeError, ValueError):
-            text = f"{msg} {args!r}"
-        text = _short(text, MAX_LOG_LINE)
-        if dropped:
-            text += f" ({dropped} more bad messages not logged: too many at once)"
-        self._log.log(level, "%s", text, exc_info=exc_info)
-        return True
 
 
 # -- the address table --------------------------------------------------------------------------
@@ -193,7 +150,7 @@ class OscControl:
         self._applied: queue.SimpleQueue = queue.SimpleQueue()  # render thread -> server thread
         self._addresses = addresses()
         self._scheduled = 0  # commands waiting for the beat
-        self.log_once = _LogOnce(log, clock=clock)
+        self.log_once = LogOnce(log, clock=clock)
 
     def handle(self, address: str, args: tuple, sender: Sender) -> list[Reply]:
         """The replies to send back to ``sender``: [] for an accepted change.
@@ -259,7 +216,7 @@ class OscControl:
             reason = f"{address}: could not apply: {type(e).__name__}: {e}"
             self.log_once((address, "internal", type(e).__name__), logging.ERROR,
                           "OSC %s from %s: %s", address, _who(sender), reason, exc_info=True)
-            return [(ERROR, (address, _short(reason, MAX_REASON)))]
+            return [(ERROR, (address, shorten(reason, MAX_REASON)))]
         if address == STATE:
             tempo = [(a, (v,)) for a, v in self.tempo.values().items()] if self.tempo is not None else []
             return list(self._get_state().messages()) + tempo + [(READY, (int(self.ready()),)), (STATE_END, ())]
@@ -332,7 +289,7 @@ class OscControl:
 
     def reject(self, address: str, reason: str, sender: Sender) -> list[Reply]:
         """The /netbend/error reply for a bad message, logged once per (address, reason)."""
-        address, reason = _short(address, 120), _short(reason, MAX_REASON)
+        address, reason = shorten(address, 120), shorten(reason, MAX_REASON)
         self.log_once((address, reason), logging.WARNING, "OSC %s from %s refused: %s",
                       address or "(unreadable packet)", _who(sender), reason)
         return [(ERROR, (address, reason))]
@@ -537,7 +494,7 @@ class OscServer:
     def error(self, address: str, reason: str) -> None:
         """Report on the feedback target a command the show refused after it was queued
         (rare: the state changed between validation and the frame boundary)."""
-        self._to_feedback(ERROR, (_short(address, 120), _short(reason, MAX_REASON)))
+        self._to_feedback(ERROR, (shorten(address, 120), shorten(reason, MAX_REASON)))
 
     # incoming (the server thread)
     def _serve(self) -> None:
@@ -669,7 +626,7 @@ class OscServer:
         try:
             return build_msg(address, tuple(args)).dgram  # int -> 'i', float -> 'f', str -> 's'
         except Exception as e:
-            self.control.log_once(("build", _short(address, 60), type(e).__name__), logging.ERROR,
+            self.control.log_once(("build", shorten(address, 60), type(e).__name__), logging.ERROR,
                                   "cannot encode OSC %s %r: %s", address, tuple(args), e)
             return None
 

@@ -1,0 +1,39 @@
+import os
+
+import pytest
+
+from engine.atomic import replacing, temp_beside, write_atomically
+
+
+def test_write_replaces_the_file_and_leaves_no_temp(tmp_path):
+    path = tmp_path / "sub" / "a.toml"
+    write_atomically(path, "one")
+    write_atomically(path, b"two", mode=0o600)
+    assert path.read_text() == "two"
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in path.parent.iterdir()) == ["a.toml"]
+
+
+def test_a_failing_writer_leaves_the_old_file_and_no_temp(tmp_path):
+    path = tmp_path / "take.json"
+    path.write_text("old")
+    with pytest.raises(RuntimeError, match="disk full"):
+        with replacing(path) as tmp:
+            tmp.write_text("half of the new")
+            raise RuntimeError("disk full")
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["take.json"]
+
+
+def test_a_writer_that_writes_nothing_is_an_error_not_an_empty_file(tmp_path):
+    path = tmp_path / "out.csv"
+    with pytest.raises(FileNotFoundError, match="out.csv"):
+        with replacing(path):
+            pass
+    assert not path.exists()
+
+
+def test_the_temp_name_keeps_the_suffix_for_writers_that_choose_a_format_by_it(tmp_path):
+    tmp = temp_beside(tmp_path / "show.wav")
+    assert tmp.suffix == ".wav" and tmp.parent == tmp_path and tmp.name.startswith(".show.wav.")
+    assert temp_beside(tmp_path / "show.wav") != tmp
