@@ -19,6 +19,7 @@ Uses CUDA with bf16 autocast when there is a GPU.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -36,6 +37,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from engine.atomic import replacing  # noqa: E402
 from engine.mini import MINI_SCHEDULER_CONFIG, MINI_SIZE, mini_components  # noqa: E402
 from engine.patterns import pattern_batch  # noqa: E402
 
@@ -85,22 +87,31 @@ def lr_at(step: int, total: int, peak: float, warmup: int = 200) -> float:
 
 
 class Checkpoint:
-    """The training state in one file under --work, written atomically."""
+    """The training state in one file under --work, written atomically, stamped with the
+    seconds trained so far (over every resumed run)."""
 
     def __init__(self, folder: Path):
         self.folder = folder
         self.path = folder / "checkpoint.pt"
         folder.mkdir(parents=True, exist_ok=True)
+        self._started = time.monotonic()
 
     def load(self) -> dict | None:
         if not self.path.is_file():
             return None
         return torch.load(self.path, map_location="cpu", weights_only=True)
 
+    def resume_clock(self, state: dict) -> None:
+        """Count training time from now on top of what ``state`` already holds."""
+        self._started = time.monotonic() - state.get("seconds", 0.0)
+
+    def stamp(self, state: dict) -> dict:
+        state["seconds"] = time.monotonic() - self._started
+        return state
+
     def save(self, state: dict) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.path)
+        with replacing(self.path) as tmp:
+            torch.save(self.stamp(state), tmp)
 
 
 def train_autoencoder(args, vae, state: dict, ckpt: Checkpoint, device, autocast) -> None:
@@ -240,9 +251,6 @@ def export(args, state: dict, out: Path) -> Path:
                 p.copy_(e)
     model = Model.from_parts("mini", unet, vae, text_encoder, tokenizer, MINI_SCHEDULER_CONFIG,
                              device="cpu", dtype=torch.float32, steps=1, guidance=0.0)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
     record = {
         "command": " ".join(["python", "scripts/train_mini.py", *sys.argv[1:]]),
         "seed": args.seed,
@@ -259,9 +267,14 @@ def export(args, state: dict, out: Path) -> Path:
         "held_out_psnr_db": state.get("psnr"),
         "scaling_factor": state["scaling_factor"],
     }
-    (tmp / "TRAINING.json").write_text(json.dumps(record, indent=2) + "\n")
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+    with replacing(out) as tmp:
+        try:
+            model.save_pretrained(tmp)
+            (tmp / "TRAINING.json").write_text(json.dumps(record, indent=2) + "\n")
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # a folder: replacing itself removes only a file
+            raise
+        shutil.rmtree(out, ignore_errors=True)  # os.replace moves a folder onto no folder or an empty one
     return out
 
 
@@ -273,7 +286,7 @@ def _commit() -> str:
         return "unknown"
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--work", type=Path, default=Path("~/.cache/netbend/train-mini").expanduser(),
                    help="checkpoint folder (resumed from when it holds one)")
@@ -294,44 +307,56 @@ def main(argv=None) -> int:
     p.add_argument("--export-every", action="store_true", help="also write --out at every checkpoint")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when there is one)")
     args = p.parse_args(argv)
+    args.work = args.work.expanduser()
+    return args
+
+
+def autocast_for(device: torch.device):
+    """bf16 autocast on CUDA; nothing on the CPU."""
+    if device.type == "cuda":
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def resumed_state(ckpt: Checkpoint, seed: int, device: torch.device) -> dict:
+    """The checkpoint's state (or a fresh one), refused when it was trained with another seed."""
+    state = ckpt.load() or {"seed": seed}
+    if state.get("seed") != seed:
+        raise SystemExit(f"{ckpt.path} was trained with seed {state.get('seed')}, not {seed}; "
+                         "use another --work folder")
+    state["device"] = (torch.cuda.get_device_name(device) if device.type == "cuda"
+                       else f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)")
+    return state
+
+
+def measure_autoencoder(vae, state: dict, ckpt: Checkpoint, seed: int, device) -> None:
+    """Held-out PSNR and the latents' scaling factor, once the autoencoder is trained."""
+    vae.eval()
+    state["psnr"] = held_out_psnr(vae, seed, device)
+    state["scaling_factor"] = latent_scale(vae, seed, device)
+    state.pop("ae_opt", None)
+    ckpt.save(state)
+    print(f"autoencoder: {state['psnr']:.2f} dB on 256 held-out images, scaling_factor "
+          f"{state['scaling_factor']:.4f}", flush=True)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda":
-        def autocast():
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-    else:
-        import contextlib
-        autocast = contextlib.nullcontext
-    args.work = args.work.expanduser()
+    autocast = autocast_for(device)
     ckpt = Checkpoint(args.work)
-    state = ckpt.load() or {"seed": args.seed}
-    if state.get("seed") != args.seed:
-        raise SystemExit(f"{ckpt.path} was trained with seed {state.get('seed')}, not {args.seed}; "
-                         "use another --work folder")
-    state["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    state = resumed_state(ckpt, args.seed, device)
     unet, vae, text_encoder, tokenizer = mini_components(args.work / "tokenizer", args.seed)
     if "vae" in state:
         vae.load_state_dict(state["vae"])
     unet, vae, text_encoder = unet.to(device), vae.to(device), text_encoder.to(device)
-    started = time.monotonic() - state.get("seconds", 0.0)
-
-    def clock(s):
-        s["seconds"] = time.monotonic() - started
-        return s
-
-    saving = ckpt.save
-    ckpt.save = lambda s: saving(clock(s))
+    ckpt.resume_clock(state)
     if state.get("ae_step", 0) < args.ae_steps:
         train_autoencoder(args, vae, state, ckpt, device, autocast)
     if "psnr" not in state:
-        vae.eval()
-        state["psnr"] = held_out_psnr(vae, args.seed, device)
-        state["scaling_factor"] = latent_scale(vae, args.seed, device)
-        state.pop("ae_opt", None)
-        ckpt.save(state)
-        print(f"autoencoder: {state['psnr']:.2f} dB on 256 held-out images, scaling_factor "
-              f"{state['scaling_factor']:.4f}", flush=True)
+        measure_autoencoder(vae, state, ckpt, args.seed, device)
     vae.eval()
     if "unet" in state:
         unet.load_state_dict(state["unet"])
@@ -339,7 +364,7 @@ def main(argv=None) -> int:
     if args.unet_threads:
         torch.set_num_threads(args.unet_threads)
     train_unet(args, unet, text_encoder, tokenizer, vae, state, ckpt, device, autocast)
-    out = export(args, clock(state), args.out)
+    out = export(args, ckpt.stamp(state), args.out)
     print(f"wrote {out}", flush=True)
     return 0
 
