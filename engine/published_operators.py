@@ -1,9 +1,9 @@
 """The rest of the operators in the authors' published code (dzluke/DAFX2024 ``util.py``).
 
 Each is netbend's usual pure operator ``op(x, r, **opts)`` (see ``engine.operators``),
-registered in the one registry when ``engine.operators`` is imported. Where the authors'
-form takes no scalar, or a pair, the pair becomes options and r fades the result in
-(0 = untouched), as for netbend's other blend operators. Reductions (min, max, mean) are
+registered in the one registry, ``engine.operators.OPERATORS``, when the ``engine`` package
+is imported. Where the authors' form takes no scalar, or a pair, the pair becomes options
+and r fades the result in (0 = untouched), as for netbend's other blend operators. Reductions (min, max, mean) are
 per sample over (C, H, W), which for the authors' batch of one is the whole tensor.
 """
 from __future__ import annotations
@@ -15,13 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .operators import _MIN_DIVISOR, _blend, _finite, operator
+from .operators import MIN_DIVISOR, blend, finite, operator
 
 
 @operator("soft_threshold2", neutral=0.0)
 def soft_threshold2(x: Tensor, r: float) -> Tensor:
     """The authors' second soft threshold: 0 where |x| < r, x (1 - r) elsewhere."""
-    return _finite(torch.where(x.abs() < r, torch.zeros_like(x), x * (1.0 - r)))
+    return finite(torch.where(x.abs() < r, torch.zeros_like(x), x * (1.0 - r)))
 
 
 @operator("log")
@@ -30,10 +30,10 @@ def log(x: Tensor, r: float = math.e) -> Tensor:
     is |r|, floored at 1e-3, and bases within e^+-1e-3 of 1 act as e^+-1e-3, so the
     division by ln r stays finite."""
     base = abs(float(r)) if math.isfinite(r) else math.e
-    ln_base = math.log(max(base, _MIN_DIVISOR))
-    if abs(ln_base) < _MIN_DIVISOR:
-        ln_base = math.copysign(_MIN_DIVISOR, ln_base if ln_base != 0 else 1.0)
-    return _finite(torch.log(x.abs().clamp(min=_MIN_DIVISOR)) / ln_base)
+    ln_base = math.log(max(base, MIN_DIVISOR))
+    if abs(ln_base) < MIN_DIVISOR:
+        ln_base = math.copysign(MIN_DIVISOR, ln_base if ln_base != 0 else 1.0)
+    return finite(torch.log(x.abs().clamp(min=MIN_DIVISOR)) / ln_base)
 
 
 def _sample_dims(x: Tensor) -> tuple[int, ...]:
@@ -51,7 +51,7 @@ def rescale(x: Tensor, r: float, lo: float = -1.0, hi: float = 1.0) -> Tensor:
     span = x.amax(dim=dims, keepdim=True) - x_min
     unit = torch.where(span > 0, (x - x_min) / torch.where(span > 0, span, torch.ones_like(span)),
                        torch.full_like(x, 0.5))
-    return _blend(x, _finite(lo + unit * (hi - lo)), r)
+    return blend(x, finite(lo + unit * (hi - lo)), r)
 
 
 # |r X| (1-norm of each map) is capped here before the matrix exponential: e^600 still fits
@@ -73,7 +73,7 @@ def exp(x: Tensor, r: float) -> Tensor:
     norm = m.abs().sum(dim=-2, keepdim=True).amax(dim=-1, keepdim=True)  # matrix 1-norm per map
     m = m * torch.clamp(_EXP_MAX_NORM / norm.clamp(min=1e-300), max=1.0)
     y = torch.linalg.matrix_exp(m)[..., :h, :w]
-    return _finite(y.to(x.dtype))
+    return finite(y.to(x.dtype))
 
 
 @functools.lru_cache(maxsize=16)
@@ -107,7 +107,7 @@ def hadamard(x: Tensor, r: float, axis: str = "channels", normalized: bool = Fal
         y = torch.einsum("ik,...kw->...iw", m, x)
     else:
         y = torch.einsum("jk,...hk->...hj", m, x)
-    return _blend(x, _finite(y), r)
+    return blend(x, finite(y), r)
 
 
 @operator("normalize_max", neutral=0.0)
@@ -115,18 +115,18 @@ def normalize_max(x: Tensor, r: float) -> Tensor:
     """The authors' ``normalize``: x / max|x| of each sample, faded in by r. An all-zero
     sample stays zero."""
     peak = x.abs().amax(dim=_sample_dims(x), keepdim=True)
-    return _blend(x, x / peak.clamp(min=torch.finfo(x.dtype).tiny), r)
+    return blend(x, x / peak.clamp(min=torch.finfo(x.dtype).tiny), r)
 
 
 @operator("normalize_l2", neutral=0.0)
 def normalize_l2(x: Tensor, r: float) -> Tensor:
     """The authors' ``normalize2``: each pixel's channel vector scaled to unit L2 norm,
     faded in by r."""
-    return _blend(x, F.normalize(x, dim=-3), r)
+    return blend(x, F.normalize(x, dim=-3), r)
 
 
 @operator("normalize_mean", neutral=0.0)
 def normalize_mean(x: Tensor, r: float) -> Tensor:
     """The authors' ``normalize3``: subtract each sample's global mean, faded in by r. (Their
     ``normalize4``, the mean along one dim, is a bend's ``normalize = 0 | 1 | 2``.)"""
-    return _blend(x, x - x.mean(dim=_sample_dims(x), keepdim=True), r)
+    return blend(x, x - x.mean(dim=_sample_dims(x), keepdim=True), r)

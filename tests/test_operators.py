@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from engine.bends import Bend, BendModule, apply_bend
-from engine.operators import OPERATORS, get_operator, rotation_matrix
+from engine.operators import OPERATORS, get_operator
+from engine.value_operators import rotation_matrix
 
 NAMES = sorted(OPERATORS)
 TYPICAL_R = {"reflect": 2.0, "erode": 3.0, "dilate": 4.0, "gradient": 4.0, "soft_threshold2": 0.5, "scale": 1.5, "power": 2.0,
