@@ -40,21 +40,17 @@ def _user_errors() -> tuple[type, ...]:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from live.cli.render import RenderJob, parse_size, parse_span, render
+    from live.cli.render import RenderJob, parse_frame_size, parse_span, render
 
     if args.ray not in (None, "auto") and (Path(args.ray).exists() or ":" not in args.ray):
         args.audio, args.ray = [args.ray, *args.audio], "auto"  # `--ray a.wav b.wav`: an address has a :PORT
-    if args.take and args.audio:
-        raise ValueError("give an AUDIO file or --take, not both (a take renders with its own recorded audio)")
-    if args.steps is not None and not 1 <= args.steps <= 50:
-        raise ValueError(f"--steps must be 1..50, got {args.steps}")
     if args.output is None and args.jobs is None:
         raise ValueError("render needs -o OUT.mp4 (a folder with several AUDIO files), or --jobs FILE")
     if args.jobs is not None and args.audio:
         raise ValueError("give AUDIO files or --jobs, not both (the batch file names each job's audio)")
     job = RenderJob(
         output=Path(args.output or "."), preset=args.preset, audio=Path(args.audio[0]) if args.audio else None,
-        model=args.model, fps=args.fps, size=parse_size(args.size), span=parse_span(args.seconds),
+        model=args.model, fps=args.fps, size=parse_frame_size(args.size), span=parse_span(args.seconds),
         frames_dir=Path(args.frames_dir) if args.frames_dir else None, allow_pickle=args.allow_pickle,
         device=args.device, progress=not args.quiet, take=Path(args.take) if args.take else None,
         steps=args.steps, backend=args.backend,
@@ -118,7 +114,7 @@ def _presets(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from live.cli.render import parse_size
+    from live.cli.render import parse_frame_size
     from live.cli.sweep import SweepJob, sweep
 
     if args.figure is not None:
@@ -129,7 +125,7 @@ def _sweep(args: argparse.Namespace) -> int:
         if args.operator or args.params or args.layers or args.opt:
             raise ValueError("--figure draws the paper's own operators, params and layers; "
                              "leave out --operator, --params, --layers and --opt")
-        size = parse_size(args.size)
+        size = parse_frame_size(args.size)
         result = figure_sheet(FigureJob(Path(args.output), args.figure, model=args.model or "sd-1.4", size=size,
                                         steps=args.steps, device=args.device))
         print(f"wrote {result}")
@@ -137,7 +133,7 @@ def _sweep(args: argparse.Namespace) -> int:
     if not args.operator or not args.params:
         raise ValueError("sweep needs --operator and --params (or --figure 1|2|3|4 for one of the paper's figures)")
     job = SweepJob(output=Path(args.output), preset=args.preset, operator=args.operator,
-                   params=args.params, layers=args.layers, model=args.model, size=parse_size(args.size),
+                   params=args.params, layers=args.layers, model=args.model, size=parse_frame_size(args.size),
                    opts=args.opt or [], device=args.device, backend=args.backend)
     if args.ray is not None:
         from live.cli.cluster import sweep_on_ray
@@ -152,10 +148,10 @@ def _sweep(args: argparse.Namespace) -> int:
 def _live(args: argparse.Namespace) -> int:
     from live.outputs.options import OutputOptions
     from live.show.app import LiveOptions, format_stats, parse_host_port, run_live
-    from live.cli.render import parse_size
+    from live.cli.render import parse_frame_size
 
     opts = LiveOptions(
-        preset=args.preset, model=args.model, device=args.device, size=parse_size(args.size),
+        preset=args.preset, model=args.model, device=args.device, size=parse_frame_size(args.size),
         audio_device=args.audio_device, audio_file=Path(args.audio_file) if args.audio_file else None,
         play=args.play, channels=args.channels, gain_db=args.gain, gate_db=args.gate,
         osc_host=args.osc_host, osc_port=None if args.no_osc or args.osc_port == -1 else args.osc_port,
@@ -200,9 +196,9 @@ def _bench(args: argparse.Namespace) -> int:
     import json
 
     from live.cli.bench import BenchOptions, run_bench, write_json
-    from live.cli.render import parse_size
+    from live.cli.render import parse_frame_size
 
-    opts = BenchOptions(model=args.model, size=parse_size(args.size), steps=args.steps, backend=args.backend,
+    opts = BenchOptions(model=args.model, size=parse_frame_size(args.size), steps=args.steps, backend=args.backend,
                         bends=args.bends, frames=args.frames, warmup=args.warmup, device=args.device,
                         json=Path(args.json) if args.json else None, dtype=args.dtype,
                         channels_last=args.channels_last, peer=args.peer)
@@ -243,10 +239,9 @@ def _check_backend(args: argparse.Namespace) -> None:
     backend = getattr(args, "backend", None)
     if backend is None:
         return
-    from engine.pipeline_base import PIPELINE_BACKENDS
+    from live.cli.checks import check_backend
 
-    if backend not in PIPELINE_BACKENDS:
-        raise ValueError(f"unknown --backend {backend!r}; allowed: {', '.join(PIPELINE_BACKENDS)}")
+    check_backend(backend)
     if backend == "tensorrt":
         import torch
 

@@ -24,13 +24,13 @@ import tomllib
 from dataclasses import replace
 from pathlib import Path
 
-from live.cli.render import RenderError, RenderJob, parse_size, parse_span
+from live.cli.render import RenderError, RenderJob, parse_frame_size, parse_span
 
 # key -> how its value becomes a RenderJob field (None: a path, relative to the batch file)
 KEYS = {
     "audio": None, "output": None, "frames_dir": None, "take": None,
     "preset": str, "model": str, "fps": float, "steps": int, "backend": str,
-    "size": parse_size, "seconds": parse_span,
+    "size": parse_frame_size, "seconds": parse_span,
 }
 FIELDS = {"seconds": "span"}
 
@@ -77,13 +77,13 @@ def load_batch(path: Path, base: RenderJob) -> list[RenderJob]:
         changes = {}
         for key, value in table.items():
             convert = KEYS[key]
-            expected = str if convert in (None, str, parse_size, parse_span) else (int, float)
+            expected = str if convert in (None, str, parse_frame_size, parse_span) else (int, float)
             if not isinstance(value, expected) or isinstance(value, bool):
                 raise RenderError(f"{where}: {key} = {value!r} should be a {'string' if expected is str else 'number'}")
             changes[FIELDS.get(key, key)] = path.parent / value if convert is None else convert(value)
-        job = replace(base, **changes)
         if "take" in table:
-            job = replace(job, audio=None)
+            changes["audio"] = None  # a take renders with its own audio, whatever the command line gave
+        job = replace(base, **changes)
         if base.frames_dir is not None and "frames_dir" not in table:  # one --frames-dir: a folder per job
             job = replace(job, frames_dir=Path(base.frames_dir) / Path(job.output).stem)
         jobs.append(job)

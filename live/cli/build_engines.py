@@ -15,10 +15,14 @@ import sys
 import time
 from pathlib import Path
 
+from live.cli.checks import SizeRule
+
 log = logging.getLogger("netbend.build_engines")
 
 DTYPES = ("fp16", "fp32")
 SIZE_MULTIPLE = 64  # SD's VAE halves 3 times (x8), the U-Net's 3 upsamplers need latents in multiples of 8
+ENGINE_SIZE = SizeRule(multiple=SIZE_MULTIPLE, smallest=SIZE_MULTIPLE, example="512x512 or 768x448",
+                       why="engines have fixed shapes without an upsample size, so ")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,20 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="rebuild every engine, even valid cached ones")
     parser.add_argument("--allow-pickle", action="store_true", help="allow pickled checkpoints (trusted files only)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-
-
-def parse_size(text: str | None) -> tuple[int, int] | None:
-    """'WxH' -> (width, height), multiples of SIZE_MULTIPLE; ValueError says what is allowed."""
-    if text is None:
-        return None
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"bad --size {text!r}; write WIDTHxHEIGHT, e.g. 512x512") from None
-    if width < SIZE_MULTIPLE or height < SIZE_MULTIPLE or width % SIZE_MULTIPLE or height % SIZE_MULTIPLE:
-        raise ValueError(f"bad --size {text!r}; engines have fixed shapes without an upsample size, so width and "
-                         f"height must be multiples of {SIZE_MULTIPLE}, e.g. 512x512 or 768x448")
-    return width, height
 
 
 def _error(message: str) -> int:
@@ -77,7 +67,7 @@ def _check_machine() -> str | None:
 def run(args: argparse.Namespace) -> int:
     """The command's body; 0 on success, 2 on wrong input or a machine that cannot build."""
     try:
-        size = parse_size(args.size)
+        size = ENGINE_SIZE.parse(args.size)
         if args.batch < 1:
             raise ValueError(f"--batch must be at least 1, got {args.batch}")
         if args.dtype not in DTYPES:

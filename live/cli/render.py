@@ -17,11 +17,14 @@ import logging
 import math
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
+
+from engine.atomic import write_atomically
+from live.cli.checks import FRAME_SIZE, check_backend
 
 log = logging.getLogger("netbend.render")
 
@@ -32,22 +35,13 @@ class RenderError(ValueError):
     """A render that cannot start: the message says what was wrong and what is allowed."""
 
 
-MAX_SIDE = 4096  # pixels: a 4096x4096 frame is 64x SD-Turbo's compute and ~1 GB of latents in fp16
+_FRAME_SIZE = replace(FRAME_SIZE, error=RenderError)
 
 
-def parse_size(text: Optional[str]) -> Optional[tuple[int, int]]:
-    """'WxH' -> (width, height), multiples of 8."""
-    if text is None:
-        return None
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise RenderError(f"bad --size {text!r}; write WIDTHxHEIGHT, e.g. 512x512") from None
-    if w < 8 or h < 8 or w % 8 or h % 8:
-        raise RenderError(f"bad --size {text!r}; width and height must be multiples of 8, at least 8")
-    if w > MAX_SIDE or h > MAX_SIDE:
-        raise RenderError(f"bad --size {text!r}; width and height are at most {MAX_SIDE} (SD-Turbo is made for 512)")
-    return w, h
+def parse_frame_size(text: Optional[str]) -> Optional[tuple[int, int]]:
+    """--size of the frames render, live, sweep and bench make: 'WxH' -> (width, height)
+    under ``live.cli.checks.FRAME_SIZE``; RenderError otherwise."""
+    return _FRAME_SIZE.parse(text)
 
 
 def parse_span(text: Optional[str]) -> tuple[float, Optional[float]]:
@@ -60,14 +54,24 @@ def parse_span(text: Optional[str]) -> tuple[float, Optional[float]]:
         end = float(b) if b.strip() else None
     except ValueError:
         raise RenderError(f"bad --seconds {text!r}; write START:END in seconds, e.g. 10:25 or 30:") from None
+    return _check_span((start, end), repr(text))
+
+
+def _check_span(span, shown: Optional[str] = None) -> tuple[float, Optional[float]]:
+    """(start, end) seconds with 0 <= start < end (end None: to the end of the audio)."""
+    try:
+        start, end = (float(span[0]), None if span[1] is None else float(span[1]))
+    except (TypeError, ValueError, IndexError):
+        raise RenderError(f"bad --seconds {span!r}; give (start, end) in seconds, end None for the rest") from None
     if start < 0 or (end is not None and end <= start) or not math.isfinite(start):
-        raise RenderError(f"bad --seconds {text!r}; need 0 <= START < END")
+        shown = shown or f"{start:g}:{'' if end is None else f'{end:g}'}"
+        raise RenderError(f"bad --seconds {shown}; need 0 <= START < END")
     return start, end
 
 
 @dataclass
 class RenderJob:
-    output: Path
+    output: Path  # the .mp4 (checked by check_job: a job made for several files starts as their folder)
     preset: str = "default"
     audio: Optional[Path] = None  # None: the built-in demo track
     model: Optional[str] = None  # overrides the preset's model
@@ -83,6 +87,29 @@ class RenderJob:
     backend: str = "eager"  # eager | compile (the U-Net as compiled segments)
     init_image: Optional[Path] = None  # chain and stream: frame 0 grows from this image (img2img)
     prompts: Optional[str] = None  # a prompt schedule "0:a|12.5:b" (seconds): replaces the preset's prompt
+
+    def __post_init__(self) -> None:
+        """Checks that need no file or model: a wrong field fails when the job is made, named."""
+        if not isinstance(self.preset, str) or not self.preset.strip():
+            raise RenderError(f"--preset must be a preset name or .toml path, got {self.preset!r}")
+        if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) or \
+                not (math.isfinite(self.fps) and 0 < self.fps <= 240):
+            raise RenderError(f"bad --fps {self.fps}; allowed: 0 < fps <= 240")
+        self.size = _FRAME_SIZE.check(self.size, "--size")
+        self.span = _check_span(self.span)
+        if self.take is not None and self.audio is not None:
+            raise RenderError("give an AUDIO file or --take, not both (a take renders with its own recorded audio)")
+        if self.steps is not None and (isinstance(self.steps, bool) or not isinstance(self.steps, int)
+                                       or not 1 <= self.steps <= 50):
+            raise RenderError(f"--steps must be 1..50, got {self.steps}")
+        check_backend(self.backend, RenderError)
+        if self.prompts is not None:
+            from engine.prompts import PromptSchedule
+
+            try:
+                PromptSchedule.parse(self.prompts)
+            except ValueError as e:
+                raise RenderError(f"bad --prompts: {e}") from None
 
 
 @dataclass
@@ -135,9 +162,7 @@ def check_manifest(frames_dir: Path, manifest: dict) -> None:
     else:
         if any(frames_dir.glob("frame_*.png")):
             raise RenderError(f"{frames_dir} already holds frames but no {MANIFEST}; pass an empty --frames-dir")
-        tmp = path.with_name(f".{MANIFEST}.tmp")
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        tmp.replace(path)
+        write_atomically(path, json.dumps(manifest, indent=2, sort_keys=True))
 
 
 def frame_path(frames_dir: Path, i: int) -> Path:
@@ -150,9 +175,8 @@ def frames_folder(job: RenderJob, output: Path) -> Path:
 
 
 def check_job(job: RenderJob) -> Path:
-    """The checks on a job's own fields, before anything is loaded; its output path."""
-    if not (math.isfinite(job.fps) and 0 < job.fps <= 240):
-        raise RenderError(f"bad --fps {job.fps}; allowed: 0 < fps <= 240")
+    """The checks on a job's files, before anything is loaded (its fields were checked when
+    it was made); its output path."""
     output = Path(job.output)
     if output.suffix.lower() != ".mp4":
         raise RenderError(f"output {str(output)!r} must end in .mp4")
@@ -162,13 +186,6 @@ def check_job(job: RenderJob) -> Path:
         raise RenderError(f"output {str(output)!r} is a folder; give the path of the .mp4 to write")
     if job.init_image is not None and not Path(job.init_image).is_file():
         raise RenderError(f"--init-image {str(job.init_image)!r} is not a file")
-    if job.prompts is not None:
-        from engine.prompts import PromptSchedule
-
-        try:
-            PromptSchedule.parse(job.prompts)
-        except ValueError as e:
-            raise RenderError(f"bad --prompts: {e}") from None
     return output
 
 

@@ -15,22 +15,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from engine.atomic import replacing
 from engine.bends import LATENT, Bend
 from engine.bends import parse_layer as parse_layer_spelling
+from live.cli.checks import FRAME_SIZE, check_backend
 
 
 @dataclass
 class SweepJob:
-    output: Path
+    output: Path  # the .png sheet
     operator: str
     params: str  # "0,0.8,1.6"
     preset: str = "default"
-    layers: Optional[str] = None  # "latent@0,latent@40,mid"
+    layers: Optional[str] = None  # "latent@0,latent@40,mid"; None: a spread (_default_layers)
     model: Optional[str] = None
-    size: Optional[tuple[int, int]] = None
+    size: Optional[tuple[int, int]] = None  # (width, height) of each cell
     opts: list[str] = field(default_factory=list)  # ["plane=R2"]
     device: Optional[str] = None
     backend: str = "eager"
+
+    def __post_init__(self) -> None:
+        """Checks that need no preset or model: a wrong field fails when the job is made, named."""
+        if Path(self.output).suffix.lower() != ".png":
+            raise ValueError(f"sweep output {str(self.output)!r} must end in .png")
+        if not isinstance(self.preset, str) or not self.preset.strip():
+            raise ValueError(f"--preset must be a preset name or .toml path, got {self.preset!r}")
+        params = _floats(self.params, "--params")
+        Bend(self.operator, param=params[0], opts=_opts(self.opts))  # an unknown operator or option lists the valid
+        for layer in (self.layers.split(",") if self.layers else ()):
+            parse_layer(layer)
+        self.size = FRAME_SIZE.check(self.size, "--size")
+        check_backend(self.backend)
 
 
 def _floats(text: str, what: str) -> list[float]:
@@ -88,12 +103,7 @@ class SweepPlan:
 def plan_sweep(job: SweepJob) -> SweepPlan:
     from live.control.presets import load_preset
 
-    output = Path(job.output)
-    if output.suffix.lower() != ".png":
-        raise ValueError(f"sweep output {str(output)!r} must end in .png")
-    params = _floats(job.params, "--params")
-    opts = _opts(job.opts)
-    Bend(job.operator, param=params[0], opts=opts)  # fail on a bad operator before loading a model
+    params, opts = _floats(job.params, "--params"), _opts(job.opts)  # checked when the job was made
     preset = load_preset(job.preset)
     config = preset.config()
     if job.size:
@@ -155,7 +165,6 @@ def write_sheet(job: SweepJob, plan: SweepPlan, images: list) -> Path:
         draw.text((4, y + cell_h // 2 - 6), name, fill="black", font=font)
         for j, cell in enumerate(row):
             sheet.paste(cell, (label_w + j * (cell_w + pad), y))
-    tmp = output.with_name(f".{output.name}.tmp")
-    sheet.save(tmp, format="PNG")
-    tmp.replace(output)
+    with replacing(output) as tmp:
+        sheet.save(tmp, format="PNG")
     return output
