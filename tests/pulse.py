@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers_process import stop_process, wait_or_kill
+
 SINK = "netbend_test"
 RATE = 44100
 START_TIMEOUT = 10.0  # s
@@ -86,12 +88,7 @@ class PulseServer:
     def _stop_keeper(self) -> None:
         keeper, self.keeper = self.keeper, None
         if keeper is not None:
-            keeper.terminate()
-            try:
-                keeper.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                keeper.kill()
-                keeper.wait(timeout=5)
+            stop_process(keeper)
 
     def player(self) -> Player:
         return Player(self)
@@ -162,11 +159,7 @@ class Player:
             self.process.stdin.close()
         except (BrokenPipeError, OSError):
             pass
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
+        wait_or_kill(self.process)  # a closed stdin ends pacat once it has played what it holds
         if self._writer is not None:
             self._writer.join(timeout=5)
         self._err.close()
@@ -191,13 +184,8 @@ def _reinitialise_portaudio() -> list[dict]:
     return list(sd.query_devices())
 
 
-@pytest.fixture(scope="session")
-def pulse():
-    missing = [exe for exe in ("pulseaudio", "pactl", "pacat") if shutil.which(exe) is None]
-    if missing:
-        pytest.fail(f"PulseAudio is not installed ({', '.join(missing)} missing), so live audio "
-                    f"cannot be tested: {INSTALL}", pytrace=False)
-    folder = Path(tempfile.mkdtemp(prefix="netbend-pulse-"))
+def _start_daemon(folder: Path) -> PulseServer:
+    """A pulseaudio of its own in ``folder`` (socket, runtime, state, config, log), not yet answering."""
     runtime = folder / "run"
     runtime.mkdir(mode=0o700)
     socket = folder / "native"
@@ -214,31 +202,49 @@ def pulse():
         env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
         start_new_session=True)
     client_env = dict(os.environ, PULSE_SERVER=f"unix:{socket}")
-    server = PulseServer(server=f"unix:{socket}", process=process, folder=folder, env=client_env)
+    return PulseServer(server=f"unix:{socket}", process=process, folder=folder, env=client_env)
+
+
+def _wait_until_answering(server: PulseServer) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        if server.process.poll() is not None:
+            pytest.fail(f"pulseaudio exited with {server.process.returncode}: {server.log()[-800:]}", pytrace=False)
+        try:
+            server.pactl("info")
+            return
+        except (RuntimeError, subprocess.TimeoutExpired):
+            if time.monotonic() > deadline:
+                pytest.fail(f"pulseaudio did not answer within {START_TIMEOUT:g} s: "
+                            f"{server.log()[-800:]}", pytrace=False)
+            time.sleep(0.05)
+
+
+def _check_portaudio_sees_pulse() -> None:
+    try:
+        devices = _reinitialise_portaudio()
+    except OSError as e:
+        pytest.fail(f"PortAudio is not available ({e}): {INSTALL}", pytrace=False)
+    if not any(d["name"] == "pulse" and d["max_input_channels"] > 0 for d in devices):
+        pytest.fail("PortAudio does not see the ALSA 'pulse' device although PulseAudio runs; "
+                    f"the ALSA pulse plugin is missing: {INSTALL}. PortAudio sees: "
+                    f"{[d['name'] for d in devices]}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def pulse():
+    missing = [exe for exe in ("pulseaudio", "pactl", "pacat") if shutil.which(exe) is None]
+    if missing:
+        pytest.fail(f"PulseAudio is not installed ({', '.join(missing)} missing), so live audio "
+                    f"cannot be tested: {INSTALL}", pytrace=False)
+    folder = Path(tempfile.mkdtemp(prefix="netbend-pulse-"))
+    server = _start_daemon(folder)
     previous = os.environ.get("PULSE_SERVER")
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"pulseaudio exited with {process.returncode}: {server.log()[-800:]}", pytrace=False)
-            try:
-                server.pactl("info")
-                break
-            except (RuntimeError, subprocess.TimeoutExpired):
-                if time.monotonic() > deadline:
-                    pytest.fail(f"pulseaudio did not answer within {START_TIMEOUT:g} s: "
-                                f"{server.log()[-800:]}", pytrace=False)
-                time.sleep(0.05)
+        _wait_until_answering(server)
         server.load_sink()
         os.environ["PULSE_SERVER"] = server.server
-        try:
-            devices = _reinitialise_portaudio()
-        except OSError as e:
-            pytest.fail(f"PortAudio is not available ({e}): {INSTALL}", pytrace=False)
-        if not any(d["name"] == "pulse" and d["max_input_channels"] > 0 for d in devices):
-            pytest.fail("PortAudio does not see the ALSA 'pulse' device although PulseAudio runs; "
-                        f"the ALSA pulse plugin is missing: {INSTALL}. PortAudio sees: "
-                        f"{[d['name'] for d in devices]}", pytrace=False)
+        _check_portaudio_sees_pulse()
         yield server
     finally:
         if previous is None:
@@ -246,12 +252,7 @@ def pulse():
         else:
             os.environ["PULSE_SERVER"] = previous
         server._stop_keeper()
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop_process(server.process)
         if "sounddevice" in sys.modules:
             try:
                 _reinitialise_portaudio()  # forget the daemon's devices

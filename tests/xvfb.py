@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers_process import stop_process
+
 SCREEN = (1280, 720)  # width, height
 START_TIMEOUT = 10.0  # s
 
@@ -92,12 +94,7 @@ def xvfb():
             os.environ.pop("DISPLAY", None)
         else:
             os.environ["DISPLAY"] = previous
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop_process(process)
         os.close(read_fd)  # only now: Xvfb treats a closed pipe as fatal
         shutil.rmtree(fbdir, ignore_errors=True)
 
