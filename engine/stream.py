@@ -14,12 +14,18 @@ A feedback loop drifts: colours saturate and detail washes out over minutes. Two
 guards keep an hour of quiet input alive: ``color_coherence`` pulls each frame's per-channel
 mean and standard deviation towards the first frame's, and ``noise_floor`` mixes a little
 fresh noise into the fed-back latent so the loop never settles into one flat colour.
+
+``step(timer=...)`` is the stage-timing seam: the timer is called with each name of
+``STAGES`` once that stage's work is launched (on CUDA it may still be running), so a clock
+that synchronises and reads the time when called (``netbend bench``) or records a CUDA
+event times every stage of the real step. Without a timer nothing extra runs: no call, no
+sync, no allocation.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 import torch
 from torch import Tensor
@@ -28,6 +34,12 @@ from .pipeline_base import BentPipeline, check_size
 from .bends import Bend
 from .prompts import PromptSchedule
 from .sampling import alphas_cumprod, guided_unet, predict_x0, seeded_noise, slerp
+
+# What step() reports to a timer, in order: "encode" holds the prompt blend, the fed-back
+# latent (a VAE encode unless latent_feedback) and the noise floor; "unet" every denoising
+# step with its latent bends; "decode" the VAE decode and colour coherence.
+STAGES = ("encode", "unet", "decode")
+Timer = Callable[[str], None]  # called with a name of STAGES as that stage ends
 
 
 @dataclass
@@ -197,6 +209,19 @@ class StreamPipeline(BentPipeline):
         """The prompt embeddings the next step uses (B, 77, D); None before ``prepare()``."""
         return self._emb if self._prepared else None
 
+    @property
+    def unet_hooks(self) -> int:
+        """Forward hooks on the model's U-Net and its modules, whoever made them (torch has no
+        public count): changing the bends must never change it."""
+        return sum(len(m._forward_hooks) for m in self.model.unet.modules())
+
+    @property
+    def traces(self) -> int:
+        """TorchScript graphs traced so far by this pipeline's U-Net segments and VAE passes
+        (the trace back-end; 0 on the others): a retrace while the bends change shows here."""
+        runs = [*getattr(self.unet, "_run", {}).values(), self.encode_image, self.decode_latent]
+        return sum(getattr(run, "traces", 0) for run in runs)
+
     def frame(self, i: int = 0, total: Optional[int] = None) -> Tensor:
         """The next frame of the feedback loop (the common pipeline call; i is not needed)."""
         return self.step()
@@ -216,8 +241,11 @@ class StreamPipeline(BentPipeline):
         self._latent = self.encode_image(self._image)
 
     @torch.no_grad()
-    def step(self, image: Optional[Tensor] = None) -> Tensor:
-        """One frame: img2img on ``image`` (default: the previous frame). (1, 3, H, W) in [0, 1]."""
+    def step(self, image: Optional[Tensor] = None, timer: Optional[Timer] = None) -> Tensor:
+        """One frame: img2img on ``image`` (default: the previous frame). (1, 3, H, W) in [0, 1].
+
+        ``timer``, when given, is called with "encode", "unet" and "decode" (``STAGES``) as
+        each stage ends; the frame is the same with or without it."""
         self.claim()
         if not self._prepared:
             raise RuntimeError("call prepare() before step()")
@@ -231,6 +259,8 @@ class StreamPipeline(BentPipeline):
             x0 = self.encode_image(self._image)
         if c.noise_floor > 0:
             x0 = x0 + c.noise_floor * self._fresh_noise(x0)
+        if timer is not None:
+            timer("encode")
         for k in range(c.steps):
             a = self._alpha_bars[k]
             x_t = a ** 0.5 * x0 + (1.0 - a) ** 0.5 * self._noise[k]  # (1, C, h, w)
@@ -238,9 +268,13 @@ class StreamPipeline(BentPipeline):
             out = guided_unet(self.unet, self.bender, x_t, self._timesteps[k], self._emb, self._uncond, c.guidance, k)
             x0 = predict_x0(out, x_t, a, self._prediction_type)
         x0 = self.bender.latent(x0, c.steps)
+        if timer is not None:
+            timer("unet")
         frame = self.decode_latent(x0)
         if c.color_coherence > 0:
             frame = self._cohere(frame)
+        if timer is not None:
+            timer("decode")
         self._latent, self._image = x0, frame
         self.frame_index += 1
         return frame
