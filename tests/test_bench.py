@@ -186,3 +186,34 @@ def test_peer_diffusers_times_the_same_work_in_the_same_run():
     assert result["speedup_over_eager"]["ratio"] > 0  # the eager twin ran beside the traced pipeline
     traces = result["traces"]
     assert traces["before_measurement"] == 14 and traces["retraces_during_measurement"] == 0  # 12 segments + 2 VAE
+
+
+def test_stage_clock_times_the_real_step_stage_by_stage(tiny):
+    """The replica's StageClock on StreamPipeline.step's timer: each stage is the time since
+    the mark before it, so the stages add up to the whole replica frame."""
+    from engine.stream import StreamConfig, StreamPipeline
+    from live.cli.bench import StageClock
+
+    pipe = StreamPipeline(tiny, StreamConfig())
+    pipe.prepare()
+    clock = StageClock(iter([10.0, 11.0, 13.0, 16.0, 20.0]).__next__)  # a clock read five times
+    clock.start()
+    pipe.step(timer=clock)
+    clock("upload")
+    assert clock.seconds == {"encode": 1.0, "unet": 2.0, "decode": 3.0, "upload": 4.0}
+    assert sum(clock.seconds.values()) == 20.0 - 10.0
+
+
+def test_bends_on_params_follow_rms_through_mapped_bends():
+    """The bends-on frames are driven by engine.mappings.MappedBends, as in a show: rms over
+    RMS_RANGE onto each operator's range, the operator's options kept."""
+    from engine.mappings import MappedBends
+    from live.cli.bench_work import OPERATOR_RANGES, RMS_RANGE, mapped_plan
+
+    driver = mapped_plan([("rotate", "mid"), ("erode", "up.1")])
+    assert isinstance(driver, MappedBends)
+    rotate, erode = driver.update({"rms": RMS_RANGE[1] / 2}, 1 / 30)
+    assert (rotate.operator, rotate.layer, rotate.opts) == ("rotate", "mid", OPERATOR_RANGES["rotate"][1])
+    assert rotate.param == pytest.approx(math.pi) and erode.param == pytest.approx(2.5)
+    top, _ = driver.update({"rms": 1.0}, 1 / 30)  # clipped at the top of the range
+    assert top.param == pytest.approx(2 * math.pi)
