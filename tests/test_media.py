@@ -1,4 +1,4 @@
-"""live/media.py: decoding audio files, writing MP4s with sound, reading them back."""
+"""live/media.py and live/cli/video.py: decoding audio files, writing MP4s with sound, reading them back."""
 
 from fractions import Fraction
 
@@ -6,7 +6,8 @@ import av
 import numpy as np
 import pytest
 
-from live.media import MediaError, VideoWriter, load_audio, probe, write_audio_wav
+from live.cli.video import VideoWriter
+from live.media import MediaError, load_audio, probe, write_audio_wav
 
 RATE = 44100
 SECONDS = 1.5

@@ -401,7 +401,7 @@ def encode_frames(output: Path, frames_dir: Path, total: int, width: int, height
     """Frames 0 .. total - 1 of the folder into the MP4, with the audio under them."""
     from PIL import Image
 
-    from live.media import VideoWriter
+    from live.cli.video import VideoWriter
 
     with VideoWriter(output, width, height, fps, audio=audio) as video:
         for i in range(total):
