@@ -10,4 +10,6 @@
     recording.py        the show as a crash-safe H.264 MP4 with the input audio
     audio_tap.py        the input audio as an output reads it
     platforms.py        which outputs this platform offers
+    options.py          the outputs of `netbend live` as command-line options, checked and built
+    commands.py         the outputs' OSC addresses
 """

@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 
 from live.outputs.audio_tap import AudioTap
-from live.outputs.output import Output, OutputError
+from live.outputs.output import Output, OutputError, import_for
 
 __all__ = ["NdiOutput"]
 
@@ -41,19 +41,16 @@ class NdiOutput(Output):
         return f"NDI source {self.source_name!r}" + (" with the input audio" if self.audio else "")
 
     def open(self, size: tuple[int, int], fps: float) -> None:
-        try:
-            from cyndilib import AudioSendFrame, FourCC, Sender, VideoSendFrame
-        except ImportError as e:
-            raise OutputError(f"--ndi needs cyndilib, which brings the NDI runtime: pip install cyndilib ({e})") from None
+        ndi = import_for("--ndi", "cyndilib", brings=", which brings the NDI runtime")
         w, h = size
-        sender = Sender(self.source_name, ndi_groups=self.groups, clock_video=False, clock_audio=False)
-        video = VideoSendFrame()
+        sender = ndi.Sender(self.source_name, ndi_groups=self.groups, clock_video=False, clock_audio=False)
+        video = ndi.VideoSendFrame()
         video.set_resolution(w, h)
         video.set_frame_rate(Fraction(fps).limit_denominator(1001))
-        video.set_fourcc(FourCC.RGBX)
+        video.set_fourcc(ndi.FourCC.RGBX)
         sender.set_video_frame(video)
         if self.audio is not None:
-            audio = AudioSendFrame(AUDIO_CHUNK)
+            audio = ndi.AudioSendFrame(AUDIO_CHUNK)
             audio.sample_rate = self.audio.sample_rate
             audio.num_channels = 1
             sender.set_audio_frame(audio)

@@ -19,7 +19,7 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from live.outputs.fanout import Outputs
 from live.outputs.framing import Framing, parse_output_size

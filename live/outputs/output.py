@@ -15,9 +15,13 @@ thread only ever hands a frame over, the output's thread makes the picture (``Fr
 and sends it. A slow output drops frames (counted); one that raises has the frame counted
 as failed, the problem logged once, and keeps getting the next frames. Nothing it does can
 stall rendering, the window or OSC.
+
+``import_for`` imports the library an output is made with when it opens, or says how to
+install it.
 """
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 import time
@@ -31,7 +35,7 @@ from live.outputs.handoff import Handoff
 
 log = logging.getLogger("netbend.outputs")
 
-__all__ = ["Output", "OutputError", "OutputThread", "host_image"]
+__all__ = ["Output", "OutputError", "OutputThread", "host_image", "import_for"]
 
 IDLE_TICK_S = 0.05  # how often an output with nothing to send still gets ``tick`` (audio keeps flowing)
 STOP_WAIT_S = 3.0  # how long closing waits for a stuck output before leaving it behind
@@ -39,6 +43,15 @@ STOP_WAIT_S = 3.0  # how long closing waits for a stuck output before leaving it
 
 class OutputError(ValueError):
     """An output that cannot be opened or used as asked: says what was wrong and what to do."""
+
+
+def import_for(option: str, package: str, module: Optional[str] = None, brings: str = ""):
+    """The module ``option``'s output is made with (``package``'s own by default), imported
+    when the output opens; if it is missing, an OutputError that says how to install it."""
+    try:
+        return importlib.import_module(module or package)
+    except ImportError as e:
+        raise OutputError(f"{option} needs {package}{brings}: pip install {package} ({e})") from None
 
 
 class Output:

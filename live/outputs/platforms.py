@@ -2,13 +2,16 @@
 
 NDI and the recording work everywhere; GPU texture sharing is Syphon on macOS and Spout
 on Windows; a virtual camera is v4l2loopback on Linux and OBS's camera elsewhere. An
-output asked for on the wrong platform fails with a line naming what this one offers.
+output asked for on the wrong platform fails with a line naming what this one offers
+(``only_on``).
 """
 from __future__ import annotations
 
 import sys
 
-__all__ = ["platform_name", "platform_outputs", "offered"]
+from live.outputs.output import OutputError
+
+__all__ = ["platform_name", "platform_outputs", "offered", "only_on"]
 
 
 def platform_name(platform: str = sys.platform) -> str:
@@ -29,3 +32,9 @@ def platform_outputs(platform: str = sys.platform) -> list[str]:
 
 def offered(platform: str = sys.platform) -> str:
     return f"{platform_name(platform)} offers {', '.join(platform_outputs(platform))}"
+
+
+def only_on(option: str, wanted: str, platform: str = sys.platform) -> None:
+    """Refuse ``option`` (an output that exists on ``wanted`` alone) on any other ``platform``."""
+    if platform != wanted:
+        raise OutputError(f"{option} works on {platform_name(wanted)} only; {offered(platform)}")

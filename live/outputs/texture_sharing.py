@@ -19,41 +19,38 @@ import sys
 
 import numpy as np
 
-from live.outputs.output import Output, OutputError
-from live.outputs.platforms import offered, platform_name
+from live.outputs.output import Output, OutputError, import_for
+from live.outputs.platforms import offered, only_on, platform_name
 
 __all__ = ["SpoutOutput", "SyphonOutput", "texture_sharing_output"]
 
 GL_RGBA = 0x1908  # OpenGL's enum, so SpoutGL needs no PyOpenGL alongside
 
 
-def _check_name(option: str, name: str) -> str:
-    name = str(name).strip()
-    if not name:
-        raise OutputError(f"{option} needs a sender name, e.g. {option} netbend")
-    return name
+class _SharedTexture(Output):
+    """What Syphon and Spout share: one platform, and a sender name other apps list."""
 
+    option = platform_needed = kind = ""  # "--syphon", "darwin", "Syphon server"
 
-class SyphonOutput(Output):
-    name = "syphon"
-
-    def __init__(self, server_name: str, *, platform: str = sys.platform):
-        if platform != "darwin":
-            raise OutputError(f"--syphon works on macOS only; {offered(platform)}")
-        self.server_name = _check_name("--syphon", server_name)
-        self._server = self._texture = None
+    def __init__(self, sender_name: str, *, platform: str = sys.platform):
+        only_on(self.option, self.platform_needed, platform)
+        self.sender_name = str(sender_name).strip()
+        if not self.sender_name:
+            raise OutputError(f"{self.option} needs a sender name, e.g. {self.option} netbend")
 
     def describe(self) -> str:
-        return f"Syphon server {self.server_name!r}"
+        return f"{self.kind} {self.sender_name!r}"
+
+
+class SyphonOutput(_SharedTexture):
+    name, option, platform_needed, kind = "syphon", "--syphon", "darwin", "Syphon server"
+    _server = _texture = None
 
     def open(self, size: tuple[int, int], fps: float) -> None:
-        try:
-            import syphon
-            from syphon.utils.raw import create_mtl_texture
-        except ImportError as e:
-            raise OutputError(f"--syphon needs syphon-python: pip install syphon-python ({e})") from None
-        self._server = syphon.SyphonMetalServer(self.server_name)
-        self._texture = create_mtl_texture(self._server.device, size[0], size[1])
+        syphon = import_for("--syphon", "syphon-python", "syphon")
+        raw = import_for("--syphon", "syphon-python", "syphon.utils.raw")
+        self._server = syphon.SyphonMetalServer(self.sender_name)
+        self._texture = raw.create_mtl_texture(self._server.device, size[0], size[1])
         self._rgba = np.full((size[1], size[0], 4), 255, np.uint8)
 
     def send(self, picture: np.ndarray, frame) -> None:
@@ -69,24 +66,12 @@ class SyphonOutput(Output):
             server.stop()
 
 
-class SpoutOutput(Output):
-    name = "spout"
-
-    def __init__(self, sender_name: str, *, platform: str = sys.platform):
-        if platform != "win32":
-            raise OutputError(f"--spout works on Windows only; {offered(platform)}")
-        self.sender_name = _check_name("--spout", sender_name)
-        self._sender = self._ctx = None
-
-    def describe(self) -> str:
-        return f"Spout sender {self.sender_name!r}"
+class SpoutOutput(_SharedTexture):
+    name, option, platform_needed, kind = "spout", "--spout", "win32", "Spout sender"
+    _sender = _ctx = None
 
     def open(self, size: tuple[int, int], fps: float) -> None:
-        try:
-            import SpoutGL
-        except ImportError as e:
-            raise OutputError(f"--spout needs SpoutGL: pip install SpoutGL ({e})") from None
-        self._spout = SpoutGL
+        self._spout = import_for("--spout", "SpoutGL")
         self._rgba = np.full((size[1], size[0], 4), 255, np.uint8)
 
     def send(self, picture: np.ndarray, frame) -> None:

@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from live.outputs.output import Output, OutputError
+from live.outputs.output import Output, OutputError, import_for
 
 __all__ = ["VirtualCamera", "how_to_get_a_camera"]
 
@@ -39,10 +39,7 @@ class VirtualCamera(Output):
         return f"virtual camera {self._camera.device if self._camera is not None else self.device or '(first)'}"
 
     def open(self, size: tuple[int, int], fps: float) -> None:
-        try:
-            import pyvirtualcam
-        except ImportError as e:
-            raise OutputError(f"--virtual-camera needs pyvirtualcam: pip install pyvirtualcam ({e})") from None
+        pyvirtualcam = import_for("--virtual-camera", "pyvirtualcam")
         try:
             self._camera = pyvirtualcam.Camera(size[0], size[1], fps, fmt=pyvirtualcam.PixelFormat.RGB,
                                                device=self.device, backend=self.backend, print_fps=False)
