@@ -239,18 +239,14 @@ def pulse():
                     f"cannot be tested: {INSTALL}", pytrace=False)
     folder = Path(tempfile.mkdtemp(prefix="netbend-pulse-"))
     server = _start_daemon(folder)
-    previous = os.environ.get("PULSE_SERVER")
     try:
-        _wait_until_answering(server)
-        server.load_sink()
-        os.environ["PULSE_SERVER"] = server.server
-        _check_portaudio_sees_pulse()
-        yield server
+        with pytest.MonkeyPatch.context() as patch:  # $PULSE_SERVER as it was once this block ends
+            _wait_until_answering(server)
+            server.load_sink()
+            patch.setenv("PULSE_SERVER", server.server)
+            _check_portaudio_sees_pulse()
+            yield server
     finally:
-        if previous is None:
-            os.environ.pop("PULSE_SERVER", None)
-        else:
-            os.environ["PULSE_SERVER"] = previous
         server._stop_keeper()
         stop_process(server.process)
         if "sounddevice" in sys.modules:

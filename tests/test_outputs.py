@@ -1,61 +1,30 @@
 """live/outputs on their own: output size and scaling, the newest-wins hand-off, outputs
-that are slow or fail, the crash-safe recording, NDI to a real receiver, and the errors of
-the outputs this machine cannot have (Syphon, Spout, a virtual camera)."""
+that are slow or fail, NDI to a real receiver, the errors of the outputs this machine
+cannot have (Syphon, Spout, a virtual camera), and the input audio as outputs read it.
+The recording has its own tests, in test_outputs_recording.py."""
+import importlib.util
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from live.media import probe
 from live.outputs.audio_tap import AudioTap
 from live.outputs.fanout import Outputs
 from live.outputs.framing import Framing, parse_output_size, place
 from live.outputs.handoff import Handoff
-from live.outputs.output import Output, OutputError
+from live.outputs.output import Output, OutputError, import_for
 from live.outputs.platforms import platform_outputs
-from live.outputs.recording import VideoRecording
 from live.outputs.texture_sharing import SpoutOutput, SyphonOutput, texture_sharing_output
 from live.outputs.virtual_camera import VirtualCamera
+from helpers_show import Frame, Tone, gradient
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-
-
-@dataclass(frozen=True)
-class Frame:  # the fields of live.show.mailbox.Frame that outputs read
-    image: np.ndarray
-    index: int
-    capture_time: float
-    rendered_time: float
-
-
-def gradient(i: int, w: int = 64, h: int = 48) -> np.ndarray:
-    yy, xx = np.mgrid[0:h, 0:w]
-    return np.stack([(xx * 4 + i * 8) % 256, (yy * 5) % 256, np.full_like(xx, 40 + i % 100)], -1).astype(np.uint8)
-
-
-class Tone:
-    """An audio source with AudioInput's reader interface: a 440 Hz tone in real time."""
-
-    sample_rate = 44100
-
-    def __init__(self):
-        self.t0 = time.monotonic()
-
-    @property
-    def frames_received(self) -> int:
-        return int((time.monotonic() - self.t0) * self.sample_rate)
-
-    def read_since(self, position):
-        now = self.frames_received
-        return (0.3 * np.sin(np.arange(position, now) * 2 * np.pi * 440 / self.sample_rate)).astype(np.float32), now
 
 
 # -- output size and scaling ------------------------------------------------------------------------
@@ -201,70 +170,6 @@ def test_pictures_are_copies_the_render_thread_cannot_overwrite():
     assert np.array_equal(kept[0], gradient(1))
 
 
-# -- the recording ----------------------------------------------------------------------------------
-
-
-def test_recording_has_every_frame_and_the_audio_of_the_whole_time(tmp_path):
-    out = tmp_path / "show.mp4"
-    outputs = Outputs(Framing((96, 63)), frame_size=(64, 48), fps=25)  # an odd height: padded for yuv420p
-    outputs.add(VideoRecording(out, audio=Tone()))
-    t0 = time.monotonic()
-    n = 0
-    while time.monotonic() - t0 < 2.0:
-        outputs.put(Frame(gradient(n), n, time.monotonic(), time.monotonic()))
-        n += 1
-        time.sleep(0.04)
-    stats = outputs.close()
-    elapsed = time.monotonic() - t0
-    info = probe(out)
-    assert info.frames == n == stats["record"]["sent"] and stats["record"]["dropped"] == 0
-    assert (info.width, info.height) == (96, 64) and info.video_codec == "h264"
-    assert info.audio_codec == "aac" and abs(info.audio_duration - elapsed) < 0.25
-    assert abs(info.video_duration - elapsed) < 0.4
-
-
-def test_recording_never_overwrites_without_being_told(tmp_path):
-    out = tmp_path / "show.mp4"
-    out.write_bytes(b"last night's show")
-    with pytest.raises(OutputError, match="already exists.*--overwrite"):
-        VideoRecording(out)
-    assert out.read_bytes() == b"last night's show"
-    with pytest.raises(OutputError, match="ending in .mp4"):
-        VideoRecording(tmp_path / "show.avi")
-    with pytest.raises(OutputError, match="does not exist"):
-        VideoRecording(tmp_path / "nowhere" / "show.mp4")
-    outputs = Outputs(frame_size=(64, 48))
-    outputs.add(VideoRecording(out, overwrite=True))
-    outputs.put(Frame(gradient(0), 0, 0.0, time.monotonic()))
-    outputs.close()
-    assert probe(out).frames == 1
-
-
-def test_a_recording_killed_mid_show_still_plays(tmp_path):
-    out = tmp_path / "killed.mp4"
-    script = f"""
-import sys, time; sys.path.insert(0, {str(HERE)!r}); sys.path.insert(0, {str(ROOT)!r})
-from test_outputs import Frame, Tone, gradient
-from live.outputs.fanout import Outputs
-from live.outputs.recording import VideoRecording
-outputs = Outputs(frame_size=(64, 48), fps=25)
-outputs.add(VideoRecording({str(out)!r}, audio=Tone()))
-n = 0
-while True:
-    outputs.put(Frame(gradient(n), n, time.monotonic(), time.monotonic())); n += 1
-    if n == 25: print("RUNNING", flush=True)
-    time.sleep(0.04)
-"""
-    p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    assert p.stdout.readline().strip() == "RUNNING"
-    time.sleep(3.0)
-    os.kill(p.pid, signal.SIGKILL)
-    p.wait()
-    info = probe(out)  # decodes every packet: it would raise on a broken file
-    assert info.video_duration >= 2.0 and info.video_codec == "h264"  # of ~4 s, at most the last second is lost
-    assert info.audio_codec == "aac" and abs(info.audio_duration - info.video_duration) < 1.2
-
-
 # -- NDI to a real receiver -------------------------------------------------------------------------
 
 
@@ -291,7 +196,8 @@ def test_ndi_frames_reach_a_real_receiver_as_sent(ndi_loopback, tmp_path):
     name = f"netbend-test-{os.getpid()}"
     framing = Framing((96, 64), "fit")
     outputs = Outputs(framing, frame_size=(64, 48), fps=30)
-    outputs.add(NdiOutput(name, audio=Tone()))
+    tone = Tone()
+    outputs.add(NdiOutput(name, audio=tone))
     receiver = receive_ndi(name, 10, tmp_path / "got.npz", audio=True)
     assert receiver.stdout.readline().strip() == "READY"
     sent, n = [], 0
@@ -313,7 +219,7 @@ def test_ndi_frames_reach_a_real_receiver_as_sent(ndi_loopback, tmp_path):
         assert error[best] < 3.0  # NDI's codec is lossy: within a few levels of 255
         assert np.sort(error)[1] > 2 * error[best]  # and unmistakably that frame, not a neighbour
     assert stats["ndi"]["sent"] + stats["ndi"]["dropped"] == n and stats["ndi"]["failed"] == 0
-    assert len(got["audio"]) > 0.1 * Tone.sample_rate  # the input audio went along
+    assert len(got["audio"]) > 0.1 * tone.sample_rate  # the input audio went along
 
 
 def test_ndi_name_errors():
@@ -337,6 +243,19 @@ def test_syphon_and_spout_on_the_wrong_platform_name_what_it_offers():
     assert isinstance(texture_sharing_output("netbend", platform="darwin"), SyphonOutput)
     assert isinstance(texture_sharing_output("netbend", platform="win32"), SpoutOutput)
     assert "--spout NAME" in platform_outputs("win32") and "--syphon NAME" not in platform_outputs("win32")
+    with pytest.raises(OutputError, match="--syphon needs a sender name, e.g. --syphon netbend"):
+        SyphonOutput("  ", platform="darwin")
+    assert SpoutOutput(" vj ", platform="win32").describe() == "Spout sender 'vj'"
+    assert SyphonOutput("vj", platform="darwin").describe() == "Syphon server 'vj'"
+    # where the wrapper library is missing (on Linux, always), opening says what to install
+    if importlib.util.find_spec("syphon") is None:
+        with pytest.raises(OutputError, match=r"^--syphon needs syphon-python: pip install syphon-python \("):
+            SyphonOutput("netbend", platform="darwin").open((64, 48), 30)
+    if importlib.util.find_spec("SpoutGL") is None:
+        with pytest.raises(OutputError, match=r"^--spout needs SpoutGL: pip install SpoutGL \("):
+            SpoutOutput("netbend", platform="win32").open((64, 48), 30)
+    with pytest.raises(OutputError, match=r"^--x needs no-such-lib, which brings y: pip install no-such-lib \("):
+        import_for("--x", "no-such-lib", brings=", which brings y")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or any(Path("/dev").glob("video*")),
@@ -392,49 +311,6 @@ def test_the_window_shows_what_the_outputs_get(monkeypatch, mode, upscale):
     else:  # bilinear both ways; GL's fixed-point weights differ by a level here and there
         assert np.abs(shown - sent).mean() < 1.0
     assert ((shown == 0).all(axis=-1) == (sent == 0).all(axis=-1)).mean() > 0.99  # bars in the same places
-
-
-def test_recording_starts_and_stops_off_the_render_thread(tmp_path):
-    from live.control.state import Command
-
-    class SlowDisk(VideoRecording):
-        def open(self, size, fps):
-            time.sleep(1.0)  # a network share
-            super().open(size, fps)
-
-        def close(self):
-            time.sleep(1.0)
-            super().close()
-
-    errors = []
-    outputs = Outputs(frame_size=(64, 48), recording=lambda path: SlowDisk(path, audio=Tone()))
-    outputs.error = lambda address, reason: errors.append((address, reason))
-    taken = tmp_path / "taken.mp4"
-    taken.write_bytes(b"keep")
-    outputs.act(Command("/netbend/record/video/start", (str(taken),)))
-    deadline = time.monotonic() + 10
-    while not errors and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert errors and errors[0][0] == "/netbend/record/video/start" and "already exists" in errors[0][1]
-    assert taken.read_bytes() == b"keep" and "record" not in outputs
-    out = tmp_path / "new.mp4"
-    t = time.perf_counter()
-    outputs.act(Command("/netbend/record/video/start", (str(out),)))
-    assert time.perf_counter() - t < 0.5  # the file is made on another thread, not the render thread's
-    with pytest.raises(OutputError, match="already recording"):
-        outputs.act(Command("/netbend/record/video/start", (str(tmp_path / "other.mp4"),)))
-    while "record" not in outputs and time.monotonic() < deadline + 5:
-        time.sleep(0.01)
-    for i in range(10):
-        outputs.put(Frame(gradient(i), i, time.monotonic(), time.monotonic()))
-        time.sleep(0.04)
-    t = time.perf_counter()
-    outputs.act(Command("/netbend/record/video/stop", ()))
-    assert time.perf_counter() - t < 0.5 and "record" not in outputs  # finishing the file is not the caller's wait
-    with pytest.raises(OutputError, match="not recording"):
-        outputs.act(Command("/netbend/record/video/stop", ()))
-    stats = outputs.close()  # waits for the file to be finished
-    assert probe(out).frames == stats["record"]["sent"] == 10
 
 
 def test_a_file_source_gives_every_sample_in_order_like_a_line_in(tmp_path):

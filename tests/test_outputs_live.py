@@ -5,7 +5,6 @@ option as one line and exit status 2."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -14,39 +13,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pythonosc.osc_packet import OscPacket
-from pythonosc.osc_message_builder import OscMessageBuilder
 
-from engine.demo_audio import demo_audio
-from engine.stream import StreamConfig, StreamPipeline
 from live.control.state import Command, ShowState
-from live.media import probe, write_audio_wav
+from live.media import probe
 from live.outputs.fanout import Outputs
 from live.outputs.framing import Framing
 from live.outputs.output import Output
 from live.show.show import Show
+from helpers_live import Osc, demo_wav, free_port, netbend  # noqa: F401  (demo_wav: the fixture)
+from helpers_show import pipe  # noqa: F401  (the fixture)
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 
 
-def netbend(*args, env=None):
-    env = env or dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, "-m", "live.cli", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-
-
-@pytest.fixture(scope="module")
-def demo_wav(tmp_path_factory):
-    path = tmp_path_factory.mktemp("audio") / "demo.wav"
-    write_audio_wav(path, demo_audio(seconds=20.0), 44100)
-    return path
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def one_thread() -> dict:
+    return dict(os.environ, OMP_NUM_THREADS="1")
 
 
 # -- recording ----------------------------------------------------------------------------------------
@@ -56,7 +37,8 @@ def free_port() -> int:
 def test_live_records_every_rendered_frame_with_the_audio_of_the_show(demo_wav, tmp_path):
     out = tmp_path / "show.mp4"
     p = netbend("live", "--model", "tiny", "--headless", "--audio-file", str(demo_wav), "--duration", "4",
-                "--osc-port", "-1", "--record-video", str(out), "--output-size", "128x72", "--scaling", "fill")
+                "--osc-port", "-1", "--record-video", str(out), "--output-size", "128x72", "--scaling", "fill",
+                env=one_thread())
     stdout, stderr = p.communicate(timeout=300)
     assert p.returncode == 0, stderr
     stats = json.loads(stdout.strip().splitlines()[-1])
@@ -73,7 +55,7 @@ def test_live_records_every_rendered_frame_with_the_audio_of_the_show(demo_wav, 
 def test_a_show_killed_with_sigkill_leaves_a_recording_that_plays(demo_wav, tmp_path):
     out = tmp_path / "killed.mp4"
     p = netbend("live", "--model", "tiny", "--headless", "--audio-file", str(demo_wav), "--osc-port", "-1",
-                "--record-video", str(out))
+                "--record-video", str(out), env=one_thread())
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (out.exists() and out.stat().st_size > 4_000):  # a fragment is in
         assert p.poll() is None, p.communicate()[1]
@@ -90,46 +72,16 @@ def test_a_show_killed_with_sigkill_leaves_a_recording_that_plays(demo_wav, tmp_
 # -- OSC --------------------------------------------------------------------------------------------
 
 
-class Osc:
-    def __init__(self, port: int):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)  # nothing lost while the test sleeps
-        self.sock.bind(("127.0.0.1", 0))
-        self.port, self.app = self.sock.getsockname()[1], port
-
-    def send(self, address, *args):
-        b = OscMessageBuilder(address=address)
-        for a in args:
-            b.add_arg(a)
-        self.sock.sendto(b.build().dgram, ("127.0.0.1", self.app))
-
-    def receive(self, timeout=2.0, until=None):
-        got, deadline = [], time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                data, _ = self.sock.recvfrom(65536)
-            except socket.timeout:
-                break
-            try:
-                messages = [t.message for t in OscPacket(data).messages]  # a message or a bundle
-            except Exception:  # noqa: BLE001 - not ours to judge here
-                continue
-            got += [(m.address, tuple(m.params)) for m in messages]
-            if until and any(m.address == until for m in messages):
-                break
-        return got
-
-
 @pytest.mark.slow  # a `netbend live` process: its imports alone take seconds
 def test_recording_starts_and_stops_over_osc_and_outputs_switch_by_name(demo_wav, tmp_path):
     port = free_port()
-    osc = Osc(port)
+    osc = Osc(port, skip_unreadable=True)
     out = tmp_path / "from-osc.mp4"
     taken = tmp_path / "taken.mp4"
     taken.write_bytes(b"keep me")
     p = netbend("live", "--model", "tiny", "--headless", "--audio-file", str(demo_wav), "--duration", "14",
-                "--osc-port", str(port), "--osc-feedback", f"127.0.0.1:{osc.port}", "--features-hz", "5")
+                "--osc-port", str(port), "--osc-feedback", f"127.0.0.1:{osc.port}", "--features-hz", "5",
+                env=one_thread())
     got = []
     try:
         deadline = time.monotonic() + 180
@@ -168,14 +120,6 @@ def test_recording_starts_and_stops_over_osc_and_outputs_switch_by_name(demo_wav
 
 
 # -- NDI: the tiny model's frames at a real receiver ------------------------------------------------
-
-
-@pytest.fixture
-def pipe(tiny):
-    p = StreamPipeline(tiny, StreamConfig(prompt="neon"))
-    p.prepare()
-    yield p
-    p.bender.remove()
 
 
 def run_show(show: Show, seconds: float) -> None:

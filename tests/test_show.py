@@ -8,20 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from engine.stream import StreamConfig, StreamPipeline
-from live.control.state import Command, ShowState, state_from_preset
-from live.control.presets import load_preset
+from live.control.state import Command, ShowState
 from live.show.disk import DiskWorker
 from live.show.show import Show
 from live.control.takes import TakePlayer, load_take
-
-
-@pytest.fixture
-def pipe(tiny):
-    p = StreamPipeline(tiny, StreamConfig(prompt="neon"))
-    p.prepare()
-    yield p
-    p.bender.remove()
+from helpers_show import Tone, pipe  # noqa: F401  (pipe: the fixture)
 
 
 def make_show(pipe, **kw):
@@ -121,30 +112,11 @@ def test_record_and_replay_give_the_same_commands_with_the_same_timing(pipe, tmp
     assert np.abs(rel1 - rel2).max() <= frame_time + 0.02, (rel1, rel2, frame_time)
 
 
-class ToneInput:
-    """Stands in for AudioInput's take interface (read_since is tested on PortAudio in
-    test_audio.py): a 440 Hz tone arriving in real time."""
-
-    sample_rate = 22050
-
-    def __init__(self):
-        self.start = time.monotonic()
-
-    @property
-    def frames_received(self) -> int:
-        return int((time.monotonic() - self.start) * self.sample_rate)
-
-    def read_since(self, position):
-        now = self.frames_received
-        t = np.arange(position, now) / self.sample_rate
-        return (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), now
-
-
 def test_takes_record_the_input_audio_and_render_with_it(pipe, tmp_path):
     from live.media import probe
     from live.cli.render import RenderJob, render
 
-    source = ToneInput()
+    source = Tone(22050)  # AudioInput's read_since itself is tested on PortAudio in test_audio.py
     show, _, _ = make_show(pipe, audio_source=source)
     show.start_recording(tmp_path / "take")
     recording_from = show.recording.audio_position  # the sample the take's audio starts at

@@ -85,15 +85,11 @@ def xvfb():
         err = (fbdir / "Xvfb.log").read_text(errors="replace")
         pytest.fail(f"Xvfb did not start within {START_TIMEOUT:g} s: {err.strip()[-500:]}", pytrace=False)
     server = XvfbServer(display=f":{number}", process=process, fbdir=fbdir)
-    previous = os.environ.get("DISPLAY")
-    os.environ["DISPLAY"] = server.display
     try:
-        yield server
+        with pytest.MonkeyPatch.context() as patch:  # $DISPLAY as it was once this block ends
+            patch.setenv("DISPLAY", server.display)
+            yield server
     finally:
-        if previous is None:
-            os.environ.pop("DISPLAY", None)
-        else:
-            os.environ["DISPLAY"] = previous
         stop_process(process)
         os.close(read_fd)  # only now: Xvfb treats a closed pipe as fatal
         shutil.rmtree(fbdir, ignore_errors=True)
