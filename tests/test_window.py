@@ -72,7 +72,7 @@ def window(xvfb):
 
 def test_every_shader_is_found_through_importlib_resources():
     names = shaders.available()
-    assert {"display", "crossfade", "hud"} <= set(names)
+    assert {"display", "hud"} <= set(names)
     for name in names:
         source = shaders.load(name)
         assert source.file == f"shaders/{name}.glsl"
@@ -81,10 +81,13 @@ def test_every_shader_is_found_through_importlib_resources():
             lines = source.stages[stage].split("\n")
             assert lines[source.version_line - 1].startswith("#version 330")
             assert lines[source.version_line] == f"#define {define}"
+    crossfade = shaders.load("display", {"CROSSFADE": 1})  # the display's crossfading variant
+    assert crossfade.file == "shaders/display.glsl" and crossfade.inserted == 2
+    assert crossfade.stages["fragment_shader"].split("\n")[crossfade.version_line + 1] == "#define CROSSFADE 1"
 
 
 def test_unknown_shader_lists_the_available_ones():
-    with pytest.raises(shaders.ShaderError, match=r"'nope\.glsl' not found.*crossfade, display, hud"):
+    with pytest.raises(shaders.ShaderError, match=r"'nope\.glsl' not found.*: display, hud"):
         shaders.load("nope")
 
 
@@ -127,16 +130,16 @@ def egl(monkeypatch):
 
 
 def test_broken_shader_compile_error_names_the_file_and_line(egl, monkeypatch):
-    good = shaders.read("crossfade")
+    good = shaders.read("display")
     lines = good.split("\n")
     broken_line = next(i for i, line in enumerate(lines, 1) if "vec3 newest =" in line)
-    lines[broken_line - 1] = lines[broken_line - 1].replace("u_newest", "u_newst")  # undeclared
+    lines[broken_line - 1] = lines[broken_line - 1].replace("u_frame", "u_frme")  # undeclared
     monkeypatch.setattr(shaders, "read", lambda name: "\n".join(lines))
     with pytest.raises(shaders.ShaderError) as info:
-        shaders.build(egl, "crossfade")
+        shaders.build(egl, "display", {"CROSSFADE": 1})  # the variant that compiles that line
     message = str(info.value)
-    assert "shaders/crossfade.glsl (fragment shader) failed to compile" in message
-    assert f"shaders/crossfade.glsl:{broken_line}:" in message and "u_newst" in message
+    assert "shaders/display.glsl (fragment shader) failed to compile" in message
+    assert f"shaders/display.glsl:{broken_line}:" in message and "u_frme" in message
 
 
 def test_headless_display_on_egl_renders_the_frame_letterboxed(egl):

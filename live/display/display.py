@@ -120,10 +120,12 @@ class Display:
         self.target = target or ctx.screen or ctx.fbo
         self.crossfade = crossfade
         self.hud_enabled = False
-        self._programs = {name: shaders.build(ctx, name) for name in ("display", "crossfade", "hud")}
+        self._programs = {"display": shaders.build(ctx, "display"),
+                          "crossfade": shaders.build(ctx, "display", {"CROSSFADE": 1}),
+                          "hud": shaders.build(ctx, "hud")}
         self._programs["display"]["u_frame"].value = 0
         self._programs["crossfade"]["u_previous"].value = 0
-        self._programs["crossfade"]["u_newest"].value = 1
+        self._programs["crossfade"]["u_frame"].value = 1
         self._programs["hud"]["u_text"].value = 0
         self._programs["hud"]["u_opacity"].value = 1.0
         # Positions come from gl_VertexID in the shaders, so the VAOs hold no buffers.

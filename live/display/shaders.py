@@ -12,7 +12,8 @@ moderngl-window's single-file programs::
     #endif
 
 ``load`` inserts ``#define VERTEX_SHADER`` (or ``FRAGMENT_SHADER``, plus any extra
-defines) right after the ``#version`` line. That is the only preprocessing; ``#include``
+defines, which is how one file holds a program's variants: ``display`` with ``CROSSFADE``)
+right after the ``#version`` line. That is the only preprocessing; ``#include``
 is not supported and is refused with the file and line. Because the inserted lines shift
 the numbering, ``explain`` maps the line numbers of a driver's compile log back to the
 file and quotes the offending source line.
