@@ -17,8 +17,9 @@ import pytest
 from pythonosc.osc_message_builder import OscMessageBuilder, build_msg
 
 from live.control.limits import ModelLimits
-from live.control.osc import ERROR, STATE, STATE_END, OscControl, OscServer
+from live.control.osc import ERROR, STATE, STATE_END, OscControl
 from live.control.osc_packets import parse_packet
+from live.control.osc_server import OscServer
 from live.control.state import Command, ShowState, apply, slot_messages
 from live.control.tempo import Tempo
 

@@ -24,9 +24,10 @@ import torch
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from live.control.limits import SEED_MAX, ModelLimits
-from live.control.osc import ERROR, STATE, STATE_END, OscControl, OscServer
+from live.control.osc import ERROR, STATE, STATE_END, OscControl
 from live.log_once import LogOnce
 from live.control.osc_packets import PacketError, parse_packet
+from live.control.osc_server import OscServer
 from live.control.preset_files import PresetError, read_toml, user_preset_path
 from live.control.presets import load_named_preset, preset_state
 from live.control.state import Command, CommandError, ShowState, apply
@@ -320,7 +321,7 @@ def test_8_an_output_that_is_a_folder_fails_before_any_work(tmp_path, monkeypatc
 
 
 def test_8_a_size_past_the_bound_is_refused():
-    from live.cli.render import RenderError, parse_size
+    from live.cli.render import RenderError, parse_frame_size as parse_size
 
     with pytest.raises(RenderError, match="at most 4096"):
         parse_size("16384x16384")

@@ -1,64 +1,36 @@
-"""OSC control: UDP packets in, validated ``Command`` values out; replies and echoes back.
+"""OSC control: the address table, a plain object tested without sockets (STYLE.md).
 
-* ``OscControl`` is the address table, a plain object tested without sockets (STYLE.md).
-  ``handle(address, args, sender)`` turns one message (or an OSC address pattern, matched
-  against every concrete address) into Commands, validates each with
-  ``live.control.state.apply`` against the loaded model's limits and hands it to ``submit``
-  (the render thread's queue), or answers ``/netbend/error s:address s:reason``. It never
-  changes the show: the render thread applies queued commands at frame boundaries and
-  calls ``OscServer.echo``. A preset load is read and checked here, on this thread, and
-  travels to the render thread parsed; the render thread reads no file.
-* ``OscServer`` is the thin shell: one thread reads datagrams, parses them
-  (live/control/osc_packets.py), passes each message to ``OscControl`` and sends the
-  replies.
-
-Where replies go. A reply (errors, the /netbend/state reply) goes to the packet's sender
-*and* to the feedback target: Max's ``[udpsend]`` and TouchDesigner's OSC Out send from
-random ports, so a patch listens on the feedback port. Echoes of applied changes, the
-audio features and each mapped bend's effective value go to the feedback target only.
-An echo is the difference between the state before and after: every value a change set
-(a preset load sets many), each in its one canonical type, and nothing that did not change.
-
-A show stays up whatever arrives. UDP source addresses can be forged, so replies go to a
-sender only if it is on this machine (loopback) or on the ``allow`` list; anyone else gets
-nothing back (the feedback target still hears). Every sender (IP and port) has a budget:
-``packet_rate`` messages a second (bursts of twice that) are read, the rest are dropped
-unread and counted; replies are bounded in messages and bytes a second per sender, and
-when over, one short summary a second says how many were dropped. Log lines are bounded
-in number and length. So a flood from one sender costs a small share of a core and does
-not starve the others.
-
-Bundles and time tags. python-osc's Dispatcher sleeps until a bundle's time tag on the
-server thread; here every message of a bundle is handled at once, in the sender's order.
-Time tags are not honoured, on purpose: commands take effect at the next frame boundary
-anyway, so a tag could buy at most a frame; tags are the sender's wall clock, which Max,
-TouchDesigner and the show machine rarely share; and a queue of future bundles is state a
-sender could grow without bound. A bundle tagged in the future is logged once per sender.
+``OscControl.handle(address, args, sender)`` turns one message (or an OSC address pattern,
+matched against every concrete address) into Commands, validates each with
+``live.control.state.apply`` against the loaded model's limits and hands it to ``submit``
+(the render thread's queue), or answers ``/netbend/error s:address s:reason``. It never
+changes the show: the render thread applies queued commands at frame boundaries and calls
+``OscServer.echo``. A preset load is read and checked here, on this thread, and travels to
+the render thread parsed; the render thread reads no file. ``StartGate`` stands in for the
+show while the model loads.
 
 Messages validate against the newest snapshot *plus* the commands queued here that the
 render thread has not applied yet (for at most ``pending_s``), so a message that depends on
 one sent a moment earlier is accepted before the next frame boundary.
+
+The rest of OSC: the server thread (live/control/osc_server.py), what goes back and where
+(osc_feedback.py), who may send and how much (osc_senders.py), packets and address
+patterns (osc_packets.py).
 """
 from __future__ import annotations
 
-import ipaddress
 import logging
 import math
 import queue
-import socket
 import threading
 import time
-from collections import OrderedDict, deque
-from typing import Any, Callable, Optional, Sequence
-
-from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
-from pythonosc.osc_message_builder import build_msg
+from collections import deque
+from typing import Any, Callable, Optional
 
 from live.log_once import LogOnce, shorten
-from live.control.osc_packets import PacketError, is_pattern, match_addresses, parse_packet
-from live.control.state import (PREFIX, Command, CommandError, ShowState, addresses, apply, echo_messages)
-
-__all__ = ["AUDIO", "ERROR", "OscControl", "OscServer", "PacketError", "STATE", "STATE_END", "parse_packet"]
+from live.control.osc_packets import is_pattern, match_addresses
+from live.control.osc_senders import Sender, who
+from live.control.state import PREFIX, Command, CommandError, ShowState, addresses, apply
 
 log = logging.getLogger("netbend.osc")
 
@@ -70,51 +42,10 @@ SAVED = "/netbend/preset/saved"   # s:name, echoed when a save has been written
 STATS = "/netbend/stats"          # query: replies /netbend/stats/<name> f|i (fps, frames, errors …)
 READY = "/netbend/ready"          # i: 1 once the show renders (0 while the model loads), in state replies
 TEMPO_ADDRESSES = ("/netbend/tempo", "/netbend/tempo/tap", "/netbend/tempo/lock")
+MAX_REASON = 1000                 # characters of an error reason sent back (the operator list fits)
 
 Reply = tuple[str, tuple]
-Sender = tuple[str, int]
 
-FUTURE_NOTE_S = 0.1       # a bundle tagged further ahead than this is noted in the log
-POLL_S = 0.1              # the server thread checks its stop Event this often
-MAX_DATAGRAM = 65535      # the largest UDP payload
-MAX_REASON = 1000       # characters of an error reason sent back (the operator list fits)
-PACKET_RATE = 500.0       # messages a second read from one sender (burst: twice this)
-REPLY_RATE = 20.0         # error replies a second to one sender (burst: twice this)
-REPLY_BYTES = 64 * 1024   # bytes a second of replies to one sender (a state reply is ~5 KB)
-MAX_SENDERS = 256         # senders whose budgets are remembered (least recent forgotten)
-
-
-# -- budgets and logging ------------------------------------------------------------------------
-
-class Bucket:
-    """A token bucket: ``rate`` tokens a second, at most ``burst`` saved up."""
-
-    __slots__ = ("rate", "burst", "tokens", "last", "dropped")
-
-    def __init__(self, rate: float, burst: float, now: float):
-        self.rate, self.burst, self.tokens, self.last, self.dropped = rate, burst, burst, now, 0
-
-    def take(self, now: float, n: float = 1.0) -> bool:
-        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens >= n:
-            self.tokens -= n
-            return True
-        self.dropped += 1
-        return False
-
-
-class _SenderBudget:
-    __slots__ = ("packets", "replies", "bytes", "summary_due")
-
-    def __init__(self, now: float, packet_rate: float):
-        self.packets = Bucket(packet_rate, 2 * packet_rate, now)
-        self.replies = Bucket(REPLY_RATE, 2 * REPLY_RATE, now)
-        self.bytes = Bucket(REPLY_BYTES, 2 * REPLY_BYTES, now)
-        self.summary_due = now
-
-
-# -- the address table --------------------------------------------------------------------------
 
 class OscControl:
     """OSC messages in, validated Commands to ``submit``, replies out. No sockets here.
@@ -140,7 +71,7 @@ class OscControl:
                  load_preset: Optional[Callable[[Any], ShowState]] = None,
                  check_save: Optional[Callable[[str], None]] = None, tempo=None,
                  ready: Callable[[], bool] = lambda: True, stats: Optional[Callable[[], dict]] = None):
-        self._get_state, self._submit, self._clock, self.ready = get_state, submit, clock, ready
+        self.get_state, self._submit, self._clock, self.ready = get_state, submit, clock, ready
         self.stats = stats
         self.layers = layers
         self.load_preset, self.check_save, self.tempo = load_preset, check_save, tempo
@@ -215,11 +146,11 @@ class OscControl:
         except Exception as e:  # a bug below apply(); the message is refused, the thread lives
             reason = f"{address}: could not apply: {type(e).__name__}: {e}"
             self.log_once((address, "internal", type(e).__name__), logging.ERROR,
-                          "OSC %s from %s: %s", address, _who(sender), reason, exc_info=True)
+                          "OSC %s from %s: %s", address, who(sender), reason, exc_info=True)
             return [(ERROR, (address, shorten(reason, MAX_REASON)))]
         if address == STATE:
             tempo = [(a, (v,)) for a, v in self.tempo.values().items()] if self.tempo is not None else []
-            return list(self._get_state().messages()) + tempo + [(READY, (int(self.ready()),)), (STATE_END, ())]
+            return list(self.get_state().messages()) + tempo + [(READY, (int(self.ready()),)), (STATE_END, ())]
         when = self._quantized(command)
         if when is not None:
             return self._schedule(command, when, sender)
@@ -291,7 +222,7 @@ class OscControl:
         """The /netbend/error reply for a bad message, logged once per (address, reason)."""
         address, reason = shorten(address, 120), shorten(reason, MAX_REASON)
         self.log_once((address, reason), logging.WARNING, "OSC %s from %s refused: %s",
-                      address or "(unreadable packet)", _who(sender), reason)
+                      address or "(unreadable packet)", who(sender), reason)
         return [(ERROR, (address, reason))]
 
     def _validation_state(self) -> ShowState:
@@ -307,328 +238,10 @@ class OscControl:
             self._pending.popleft()
         if not self._pending:
             self._projected = None
-        return self._projected if self._projected is not None else self._get_state()
+        return self._projected if self._projected is not None else self.get_state()
 
     def _validate(self, command: Command) -> ShowState:
         return apply(self._validation_state(), command, self.layers)
-
-
-def _who(sender: Sender) -> str:
-    return f"{sender[0]}:{sender[1]}"
-
-
-def _allow_list(allow: Optional[Sequence[str]]) -> Optional[list]:
-    if allow is None:
-        return None
-    if isinstance(allow, str):
-        allow = [allow]
-    networks = []
-    for entry in allow:
-        try:
-            networks.append(ipaddress.ip_network(str(entry).strip(), strict=False))
-        except ValueError:
-            raise ValueError(f"OSC allow list: {entry!r} is not an IP address or network "
-                             "(e.g. 127.0.0.1, 192.168.1.20 or 192.168.1.0/24)") from None
-    return networks
-
-
-def _ip(text: str):
-    try:
-        addr = ipaddress.ip_address(text.split("%")[0])
-    except ValueError:
-        return None
-    mapped = getattr(addr, "ipv4_mapped", None)
-    return mapped if mapped is not None else addr
-
-
-def _resolve(host: str, port: int, what: str, family: int = 0) -> tuple:
-    try:
-        return socket.getaddrinfo(host, port, family=family, type=socket.SOCK_DGRAM)[0]
-    except (socket.gaierror, UnicodeError) as e:
-        same = " in the listening socket's address family" if family else ""
-        raise ValueError(f"OSC {what}: cannot resolve host {host!r}{same}: {e}") from None
-
-
-# -- the server -------------------------------------------------------------------------------------
-
-class OscServer:
-    """A UDP OSC server thread around an ``OscControl``; also the feedback sender.
-
-    host, port: where to listen (port 0 picks a free one; see ``.port``). The default
-        host accepts only this machine; use "0.0.0.0" for a controller on the network.
-    allow: sender IP addresses or networks ("192.168.1.0/24") that may talk to the show
-        and get replies; others are dropped and logged once per address. None: anyone who
-        can reach the port may send, and only senders on this machine get replies.
-    feedback: (host, port) that receives echoes of applied changes, replies, errors, audio
-        features and mapped bends' values.
-    features_hz: the most feature bundles a second ``send_features`` lets through
-        (None: every call).
-    packet_rate: messages a second read from one sender.
-
-    The socket is bound at construction, so a port in use fails here, with the port named.
-    """
-
-    def __init__(self, control: OscControl, host: str = "127.0.0.1", port: int = 0,
-                 allow: Optional[Sequence[str]] = None, feedback: Optional[tuple[str, int]] = None,
-                 features_hz: Optional[float] = 30.0, clock: Callable[[], float] = time.monotonic,
-                 packet_rate: float = PACKET_RATE):
-        if features_hz is not None and not features_hz > 0:
-            raise ValueError(f"features_hz must be > 0 or None; got {features_hz!r}")
-        self.control = control
-        self._allow = _allow_list(allow)
-        self._clock = clock
-        self._features_period = 1.0 / features_hz if features_hz else 0.0
-        self._features_due = -float("inf")
-        self._packet_rate = float(packet_rate)
-        self._budgets: OrderedDict[Sender, _SenderBudget] = OrderedDict()
-        self.dropped = 0  # messages not read: over a sender's budget
-        self.replies_dropped = 0
-
-        family, kind, proto, _, address = _resolve(host, port, "server")
-        # Feedback leaves through the listening socket itself (so from the port the
-        # controller sends to), hence resolved in that socket's address family.
-        self.feedback = tuple(feedback) if feedback is not None else None
-        self._feedback_address: Optional[tuple] = None
-        if self.feedback is not None:
-            fb_host, fb_port = self.feedback
-            self._feedback_address = _resolve(fb_host, int(fb_port), "feedback", family)[4][:2]
-
-        self._sock = socket.socket(family, kind, proto)
-        try:
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)  # ride out bursts
-        except OSError:
-            pass
-        try:
-            self._sock.bind(address)
-        except OSError as e:
-            self._sock.close()
-            raise OSError(e.errno, f"cannot listen for OSC on {host}:{port}: {e.strerror}") from None
-        self._sock.settimeout(POLL_S)
-        self.host = host
-        self.port: int = self._sock.getsockname()[1]
-
-        self.on_changed: list[Callable[[list[Reply]], None]] = []  # e.g. OSCQuery's LISTEN push
-        self._echo_lock = threading.Lock()
-        self._echoed: Optional[ShowState] = None  # the state the controller was last told
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-        self._closed = False
-
-    # lifecycle
-    def start(self) -> "OscServer":
-        if self._closed:
-            raise RuntimeError("this OscServer was stopped; make a new one")
-        if self._thread is None:
-            self._echoed = self.control._get_state()
-            self._thread = threading.Thread(target=self._serve, name="netbend-osc", daemon=True)
-            self._thread.start()
-            log.info("OSC listening on %s:%d%s", self.host, self.port,
-                     f", feedback to {self.feedback[0]}:{self.feedback[1]}" if self.feedback else "")
-        return self
-
-    def stop(self, timeout: float = 2.0) -> None:
-        """Stop the thread (within POLL_S) and close the socket; safe to call twice."""
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-        if not self._closed:
-            self._closed = True
-            self._sock.close()
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def __enter__(self) -> "OscServer":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    # outgoing (any thread)
-    def echo(self, command: Command) -> None:
-        """The render thread applied ``command``: tell the feedback target every value that
-        changed since it was last told (a preset load: every value the preset set)."""
-        self.control.applied(command)
-        with self._echo_lock:
-            now = self.control._get_state()
-            before = self._echoed if self._echoed is not None else ShowState()
-            self._echoed = now
-            changed = echo_messages(before, now)
-        for address, args in changed:
-            self._to_feedback(address, args)
-        for listener in self.on_changed:
-            try:
-                listener(changed)
-            except Exception:  # noqa: BLE001 - a listener's hiccup never stops the render thread
-                self.control.log_once(("on_changed", "internal"), logging.ERROR, "OSC change listener failed",
-                                      exc_info=True)
-        if command.address == "/netbend/preset/save":
-            self._to_feedback(SAVED, (str(command.args[0]),))
-
-    def send_features(self, frame, extra: Optional[dict] = None) -> bool:
-        """One bundle of ``/netbend/audio/<name> f`` for each feature of ``frame`` (an
-        engine.features.FeatureFrame, or a {name: value} dict) plus ``extra`` {address:
-        value} (mapped bends' values, beat features).
-
-        Call it as often as you like; it lets at most ``features_hz`` bundles a second
-        through and returns whether it sent this one.
-        """
-        if self._feedback_address is None or self._closed:
-            return False
-        now = self._clock()
-        if now < self._features_due:
-            return False
-        self._features_due += self._features_period
-        if self._features_due <= now:  # first call, or after a pause: no catch-up burst
-            self._features_due = now + self._features_period
-        values = frame.values if hasattr(frame, "values") and not isinstance(frame, dict) else frame
-        bundle = OscBundleBuilder(IMMEDIATELY)
-        for name, value in values.items():
-            bundle.add_content(build_msg(f"{AUDIO}/{name}", (float(value),)))
-        for address, value in (extra or {}).items():
-            bundle.add_content(build_msg(address, (float(value),)))
-        self._send_feedback(bundle.build().dgram)
-        return True
-
-    def error(self, address: str, reason: str) -> None:
-        """Report on the feedback target a command the show refused after it was queued
-        (rare: the state changed between validation and the frame boundary)."""
-        self._to_feedback(ERROR, (shorten(address, 120), shorten(reason, MAX_REASON)))
-
-    # incoming (the server thread)
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data, sender = self._sock.recvfrom(MAX_DATAGRAM)
-            except socket.timeout:
-                continue
-            except OSError as e:
-                if self._stop.is_set() or self._closed:
-                    break
-                # e.g. Windows reports an earlier reply's ICMP "port unreachable" here
-                self.control.log_once(("recv", e.errno), logging.WARNING, "OSC receive error: %s", e)
-                continue
-            try:
-                self._on_packet(data, (sender[0], sender[1]))
-            except Exception:  # never let one packet end the thread
-                self.control.log_once(("packet", "internal"), logging.ERROR,
-                                      "OSC packet from %s could not be handled", _who(sender), exc_info=True)
-
-    def _budget(self, sender: Sender, now: float) -> _SenderBudget:
-        budget = self._budgets.get(sender)
-        if budget is None:
-            budget = self._budgets[sender] = _SenderBudget(now, self._packet_rate)
-            if len(self._budgets) > MAX_SENDERS:
-                self._budgets.popitem(last=False)
-        else:
-            self._budgets.move_to_end(sender)
-        return budget
-
-    def _on_packet(self, data: bytes, sender: Sender) -> None:
-        now = self._clock()
-        budget = self._budget(sender, now)
-        if not budget.packets.take(now):
-            self.dropped += 1  # over this sender's budget: not even parsed
-            return
-        if not self._allowed(sender[0]):
-            self.control.log_once(("denied", sender[0]), logging.WARNING,
-                                  "OSC from %s dropped: not on the allow list (%s)", sender[0],
-                                  ", ".join(map(str, self._allow)))
-            return
-        try:
-            messages = parse_packet(data)
-        except PacketError as e:
-            self._reply(self.control.reject(e.address, e.reason, sender), sender, budget, now)
-            return
-        wall = time.time()
-        for k, (address, args, timetag) in enumerate(messages):
-            if k and not budget.packets.take(now):  # each message of a bundle counts
-                self.dropped += len(messages) - k
-                self._reply(self.control.reject("", f"{len(messages) - k} messages of a bundle dropped: over "
-                                                    f"{self._packet_rate:g} messages a second from one sender",
-                                                sender), sender, budget, now)
-                return
-            if timetag and timetag > wall + FUTURE_NOTE_S:
-                self.control.log_once(("future", sender[0]), logging.INFO,
-                                      "OSC bundle from %s is time-tagged %.2f s ahead; netbend applies bundles "
-                                      "on arrival (see live/control/osc.py)", sender[0], timetag - wall)
-            replies = self.control.handle(address, args, sender)
-            if replies:
-                self._reply(replies, sender, budget, now)
-
-    def _allowed(self, ip: str) -> bool:
-        if self._allow is None:
-            return True
-        addr = _ip(ip)
-        return addr is not None and any(addr in net for net in self._allow)
-
-    def _answers(self, ip: str) -> bool:
-        """Whether ``ip`` may get replies: loopback, or on the allow list (it was checked)."""
-        if self._allow is not None:
-            return True
-        addr = _ip(ip)
-        return addr is not None and addr.is_loopback
-
-    def _reply(self, replies: list[Reply], sender: Sender, budget: _SenderBudget, now: float) -> None:
-        is_error = replies[0][0] == ERROR
-        if is_error and not budget.replies.take(now):
-            self.replies_dropped += 1
-            self._summary(sender, budget, now)
-            return
-        dgrams = [d for d in (self._build(a, args) for a, args in replies) if d is not None]
-        size = sum(len(d) for d in dgrams)
-        if not budget.bytes.take(now, size):
-            self.replies_dropped += 1
-            self._summary(sender, budget, now)
-            return
-        to_sender = self._answers(sender[0])
-        for dgram in dgrams:
-            if to_sender:
-                try:
-                    self._sock.sendto(dgram, sender)
-                except OSError as e:
-                    self.control.log_once(("reply", sender[0], e.errno), logging.WARNING,
-                                          "OSC reply to %s failed: %s", _who(sender), e)
-            if self._feedback_address is not None and self._feedback_address != sender:
-                self._send_feedback(dgram)
-
-    def _summary(self, sender: Sender, budget: _SenderBudget, now: float) -> None:
-        """At most one short note a second telling a sender how many replies it missed."""
-        if now < budget.summary_due:
-            return
-        budget.summary_due = now + 1.0
-        dropped = budget.replies.dropped + budget.bytes.dropped
-        budget.replies.dropped = budget.bytes.dropped = 0
-        dgram = self._build(ERROR, ("", f"{dropped} replies not sent: over {REPLY_RATE:g} errors or "
-                                        f"{REPLY_BYTES // 1024} KB a second to {_who(sender)}"))
-        if dgram is not None and self._answers(sender[0]):
-            try:
-                self._sock.sendto(dgram, sender)
-            except OSError:
-                pass
-
-    def _to_feedback(self, address: str, args: Sequence[Any]) -> None:
-        if self._feedback_address is None or self._closed:
-            return
-        dgram = self._build(address, args)
-        if dgram is not None:
-            self._send_feedback(dgram)
-
-    def _send_feedback(self, dgram: bytes) -> None:
-        try:
-            self._sock.sendto(dgram, self._feedback_address)
-        except OSError as e:  # full buffer or nobody listening: the show goes on
-            self.control.log_once(("feedback", e.errno), logging.WARNING, "OSC feedback to %s:%s failed: %s",
-                                  self.feedback[0], self.feedback[1], e)
-
-    def _build(self, address: str, args: Sequence[Any]) -> Optional[bytes]:
-        try:
-            return build_msg(address, tuple(args)).dgram  # int -> 'i', float -> 'f', str -> 's'
-        except Exception as e:
-            self.control.log_once(("build", shorten(address, 60), type(e).__name__), logging.ERROR,
-                                  "cannot encode OSC %s %r: %s", address, tuple(args), e)
-            return None
 
 
 class StartGate:
