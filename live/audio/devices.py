@@ -1,5 +1,5 @@
-"""Sound cards as PortAudio sees them: listing them, finding one by index or name, and the
-error that names the ones there are.
+"""Sound cards as PortAudio sees them: listing them, finding one by index or name, choosing
+its input channels, and the error that names the ones there are.
 
 Shared by every audio source (``live.audio.input.AudioInput`` records from one,
 ``live.audio.filesource.FileSource`` may play to one), so it imports none of them.
@@ -8,7 +8,10 @@ offline renderer never touches a sound card).
 """
 from __future__ import annotations
 
-__all__ = ["AudioDeviceError", "describe_audio_devices", "find_device", "import_sounddevice",
+import numbers
+from collections.abc import Sequence
+
+__all__ = ["AudioDeviceError", "describe_audio_devices", "find_device", "import_sounddevice", "input_channels",
            "list_audio_devices"]
 
 
@@ -107,3 +110,21 @@ def find_device(device: int | str | None, kind: str) -> dict:
         raise AudioDeviceError(f"audio {kind} device {device!r} is ambiguous, it matches "
                                f"{_device_table(matches, channels)}; give the index or more of the name")
     raise AudioDeviceError(f"unknown audio {kind} device {device!r}; {allowed}")
+
+
+def input_channels(channels: int | Sequence[int], info: dict) -> tuple[int, ...]:
+    """A count n (channels 1..n) or explicit 1-based channels -> sorted 1-based tuple."""
+    have = info["inputs"]
+    where = f"{info['name']!r} has input channels 1..{have}"
+    if isinstance(channels, numbers.Integral) and not isinstance(channels, bool):
+        if not 1 <= channels <= have:
+            raise AudioDeviceError(f"channels={channels}: {where}")
+        return tuple(range(1, int(channels) + 1))
+    try:
+        chosen = [int(c) for c in channels]
+    except (TypeError, ValueError):
+        raise AudioDeviceError(f"channels must be a count or a list of 1-based channels, "
+                               f"got {channels!r}; {where}") from None
+    if not chosen or len(set(chosen)) != len(chosen) or any(not 1 <= c <= have for c in chosen):
+        raise AudioDeviceError(f"channels={list(channels)}: need distinct channels, at least one; {where}")
+    return tuple(sorted(chosen))

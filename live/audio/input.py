@@ -14,8 +14,9 @@ Three pieces, each with one job and its own module:
   runs the shared ``FeatureExtractor`` and keeps the frames in a bounded ring for the
   render thread.
 
-Finding and listing sound cards, and ``AudioDeviceError``, are in live/audio/devices.py;
-the gain and noise gate both sources apply are in live/audio/gain.py.
+Finding and listing sound cards, choosing their channels, and ``AudioDeviceError`` are in
+live/audio/devices.py; the ring in live/audio/ring.py; the gain and noise gate both sources
+apply in live/audio/gain.py.
 
     with AudioInput("Scarlett", channels=[1, 2], gain_db=6.0) as audio:
         features = FeatureThread(audio)
@@ -42,8 +43,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from live.audio.devices import AudioDeviceError, find_device, import_sounddevice
+from live.audio.devices import AudioDeviceError, find_device, import_sounddevice, input_channels
 from live.audio.gain import checked_db, gain_and_gate
+from live.audio.ring import InputRing
 
 log = logging.getLogger("netbend.audio")
 
@@ -59,24 +61,6 @@ _READ_TRIES = 4         # a writer lapping the reader this often in a row: give 
 STATES = ("stopped", "starting", "running", "lost")
 
 
-def _channel_list(channels: int | Sequence[int], info: dict) -> tuple[int, ...]:
-    """A count n (channels 1..n) or explicit 1-based channels -> sorted 1-based tuple."""
-    have = info["inputs"]
-    where = f"{info['name']!r} has input channels 1..{have}"
-    if isinstance(channels, (int, np.integer)) and not isinstance(channels, bool):
-        if not 1 <= channels <= have:
-            raise AudioDeviceError(f"channels={channels}: {where}")
-        return tuple(range(1, int(channels) + 1))
-    try:
-        chosen = [int(c) for c in channels]
-    except (TypeError, ValueError):
-        raise AudioDeviceError(f"channels must be a count or a list of 1-based channels, "
-                               f"got {channels!r}; {where}") from None
-    if not chosen or len(set(chosen)) != len(chosen) or any(not 1 <= c <= have for c in chosen):
-        raise AudioDeviceError(f"channels={list(channels)}: need distinct channels, at least one; {where}")
-    return tuple(sorted(chosen))
-
-
 class AudioInput:
     """A PortAudio input stream recorded into a lock-free ring, read as mono windows.
 
@@ -87,17 +71,8 @@ class AudioInput:
     may be changed while running. An unknown device or channel raises AudioDeviceError
     listing what there is.
 
-    The ring is written only by the callback and read without locks: the callback says
-    where it is about to write (``_writing_to``) before copying and publishes
-    ``(frames written, capture time of the newest sample, callback time)`` as one tuple
-    after; a reader that finds its span was being overwritten while it copied tries again.
-
-    Capture time of a block's newest sample: the host API's ``inputBufferAdcTime`` mapped
-    onto time.monotonic() (its age ``currentTime - adc`` subtracted from the callback's
-    monotonic time) when it reports one no older than the ring; otherwise the callback's
-    monotonic time minus the block's duration. Stamps never go backwards. Measured with
-    ALSA's pulse plugin: the report is right (~2 ms) once a stream runs, but for about a
-    second after a stream opens on an idle PulseAudio sink it claims 0.5-0.7 s.
+    The ring (live/audio/ring.py ``InputRing``) is written only by the callback and read
+    without locks; it also says how each block's capture time is found.
 
     ``overruns`` counts blocks the device dropped before the callback ran (PortAudio's
     input-overflow flag) plus reader laps: reads that found more than the whole ring
@@ -113,7 +88,7 @@ class AudioInput:
         info = find_device(device, "input")
         self.device_index: int = info["index"]
         self.device_name: str = info["name"]
-        self.channels = _channel_list(channels, info)
+        self.channels = input_channels(channels, info)
         rate = info["default_samplerate"] if sample_rate is None else sample_rate
         try:
             rate = float(rate)
@@ -138,16 +113,11 @@ class AudioInput:
         if not buffer_s > 0.05:
             raise ValueError(f"buffer_s must be more than 0.05 s (one analysis window), got {buffer_s!r}")
         self._size = int(round(buffer_s * self.sample_rate))
-        self._ring = np.zeros((self._size, self._open_channels), np.float32)  # (frames, channels)
+        self._ring = InputRing(self._size, self._open_channels, self.sample_rate)
         self._mix = np.array([c - 1 for c in self.channels])
-        # (frames written, newest sample's capture time, monotonic time of that callback)
-        self._head: tuple[int, float, float] = (0, -math.inf, -math.inf)
-        self._writing_to = 0
-        self._delay = 0.0
         self._device_overruns = 0
         self._status_flags = 0
         self._reader_overruns = 0
-        self._read_retries = 0
         self._last_read: int | None = None
 
         self._lock = threading.Lock()  # start/stop/check against each other; never the callback
@@ -171,24 +141,7 @@ class AudioInput:
             self._status_flags += 1
             if status.input_overflow:
                 self._device_overruns += 1
-        written, previous, _ = self._head
-        if frames > self._size:  # never at sane block sizes; keep the newest part
-            indata, written = indata[frames - self._size:], written + frames - self._size
-            frames = self._size
-        start = written % self._size
-        first = min(frames, self._size - start)
-        self._writing_to = written + frames
-        self._ring[start:start + first] = indata[:first]
-        if first < frames:
-            self._ring[:frames - first] = indata[first:]
-        newest = now - frames / self.sample_rate
-        adc = time_info.inputBufferAdcTime
-        if adc > 0.0:  # 0 where the host API does not know; then the block-length guess
-            age = time_info.currentTime - adc - (frames - 1) / self.sample_rate
-            if 0.0 <= age <= self._size / self.sample_rate:
-                newest = now - age
-        self._delay = now - newest
-        self._head = (written + frames, max(newest, previous), now)
+        self._ring.write(indata, frames, time_info.inputBufferAdcTime, time_info.currentTime, now)
 
     def _on_finished(self, generation: int) -> None:
         if generation == self._generation and self._running:
@@ -205,26 +158,25 @@ class AudioInput:
             raise ValueError(f"a window is 1..{self._size} samples (the ring), got {n}")
         now = time.monotonic()
         for _ in range(_READ_TRIES):
-            written, newest, heard = self._head
+            written, newest, heard = self._ring.head
             if written == 0 or self._ended or now - heard > self._stale_after:
                 return np.zeros(n, np.float32), now
             take = min(n, written)
-            start = (written - take) % self._size
-            first = min(take, self._size - start)
-            block = np.empty((take, self._open_channels), np.float32)   # (take, channels)
-            block[:first] = self._ring[start:start + first]
-            block[first:] = self._ring[:take - first]
-            if self._writing_to - written <= self._size - take:
-                break  # nothing we copied was being overwritten
-            self._read_retries += 1
+            block = self._ring.copy(written, take)
+            if block is not None:
+                break
         else:
             return np.zeros(n, np.float32), now
         if self._last_read is not None and written - self._last_read > self._size:
             self._reader_overruns += 1
         self._last_read = written
         x = np.zeros(n, np.float32)
-        x[n - take:] = block[:, self._mix[0]] if len(self._mix) == 1 else block[:, self._mix].mean(axis=1)
+        x[n - take:] = self._mono(block)
         return gain_and_gate(x, self._gain_db, self._gate_db), newest
+
+    def _mono(self, block: np.ndarray) -> np.ndarray:
+        """(frames, opened channels) -> (frames,): the chosen channels, mixed."""
+        return block[:, self._mix[0]] if len(self._mix) == 1 else block[:, self._mix].mean(axis=1)
 
     @property
     def gain_db(self) -> float:
@@ -257,47 +209,40 @@ class AudioInput:
         take. If more than the ring has arrived since ``position`` the oldest part is
         lost and counted as an overrun. Start with ``position = frames_received``."""
         for _ in range(_READ_TRIES):
-            written = self._head[0]
-            if position > written:
-                position = written
+            written = self._ring.head[0]
+            position = min(position, written)
             if written - position > self._size:
                 self._reader_overruns += 1
                 position = written - self._size
-            take = written - position
-            if take == 0:
+            if written == position:
                 return np.zeros(0, np.float32), written
-            start = position % self._size
-            first = min(take, self._size - start)
-            block = np.empty((take, self._open_channels), np.float32)
-            block[:first] = self._ring[start:start + first]
-            block[first:] = self._ring[:take - first]
-            if self._writing_to - written <= self._size - take:
+            block = self._ring.copy(written, written - position)
+            if block is not None:
                 break
-            self._read_retries += 1
         else:
             return np.zeros(0, np.float32), position
-        x = block[:, self._mix[0]] if len(self._mix) == 1 else block[:, self._mix].mean(axis=1)
-        return gain_and_gate(np.ascontiguousarray(x, np.float32), self._gain_db, None), written
+        return gain_and_gate(np.ascontiguousarray(self._mono(block), np.float32), self._gain_db, None), written
 
     @property
     def read_retries(self) -> int:
         """Reads that copied again because the callback wrote over their span meanwhile."""
-        return self._read_retries
+        return self._ring.retries
 
     @property
     def frames_received(self) -> int:
-        return self._head[0]
+        return self._ring.head[0]
 
     @property
     def input_delay(self) -> float:
         """How old the newest sample was when its block reached the callback (s): the host
         API's report where it gives one, else the block length."""
-        return self._delay
+        return self._ring.delay
 
     @property
     def capture_time(self) -> float | None:
         """Capture time of the newest sample received, or None before the first block."""
-        return self._head[1] if self._head[0] else None
+        written, newest, _ = self._ring.head
+        return newest if written else None
 
     @property
     def state(self) -> str:
@@ -346,7 +291,7 @@ class AudioInput:
                 return self._set_state("stopped")
             trouble = self._trouble(time.monotonic())
             if trouble is None:
-                return self._set_state("running" if self._head[0] > self._opened_frames else "starting")
+                return self._set_state("running" if self._ring.head[0] > self._opened_frames else "starting")
             self._ended = True  # silence from now on, not the last block over and over
             self._set_state("lost", f"{trouble}; reading silence until it is back")
             self._reopener = threading.Thread(target=self._reopen, name="netbend-audio-reopen", daemon=True)
@@ -382,8 +327,8 @@ class AudioInput:
                 return "the stream stopped"
         except sd.PortAudioError as e:
             return f"the stream failed ({e})"
-        heard = self._head[2]
-        if self._head[0] > self._opened_frames:
+        heard = self._ring.head[2]
+        if self._ring.head[0] > self._opened_frames:
             silent = now - heard > STALL_AFTER_S
             why = f"no audio for {now - heard:.1f} s"
         else:
@@ -405,7 +350,7 @@ class AudioInput:
             finished_callback=functools.partial(self._on_finished, self._generation))
         self._stale_after = max(STALE_AFTER_S, 4.0 * float(stream.latency))
         self._opened_at = time.monotonic()
-        self._opened_frames = self._head[0]
+        self._opened_frames = self._ring.head[0]
         self._ended = False
         self._silent_checks = 0
         try:
