@@ -1,11 +1,12 @@
 """The feature thread: the newest window of an audio source, every hop, to a FeatureFrame.
 
-``FeatureThread`` reads from anything with the ``AudioSource`` interface (a sound card,
-``live.audio.input.AudioInput``, or a file, ``live.audio.filesource.FileSource``), runs the shared
-``engine.features.FeatureExtractor`` and keeps the frames in a bounded ring that the
-render thread reads (``latest()``, ``frames_since(t)``). It also supervises the source,
-calling its ``check()`` every half second, so a pulled cable is noticed and recovered
-without the render thread ever waiting on the sound card.
+``FeatureThread`` reads from anything with the ``AudioSource`` interface declared here (a
+sound card, ``live.audio.input.AudioInput``, or a file, ``live.audio.filesource.FileSource``),
+runs the shared ``engine.features.FeatureExtractor`` and keeps the frames in a bounded ring
+that the render thread reads (``latest()``, ``frames_since(t)``). A source that can lose
+its device (a ``SupervisedSource``) also gets its ``check()`` called every half second, so
+a pulled cable is noticed and recovered without the render thread ever waiting on the
+sound card.
 
     features = FeatureThread(source)
     features.start()
@@ -18,7 +19,7 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -27,20 +28,30 @@ from live.log_once import LogOnce
 
 log = logging.getLogger("netbend.audio")  # one logger for the whole audio input side
 
-__all__ = ["AudioSource", "FeatureThread", "JITTER_HISTORY"]
+__all__ = ["AudioSource", "FeatureThread", "JITTER_HISTORY", "SupervisedSource"]
 
 JITTER_HISTORY = 1000   # hops of lateness kept for FeatureThread.jitter()
 
 
 class AudioSource(Protocol):
-    """What FeatureThread reads: AudioInput or FileSource."""
+    """What FeatureThread reads: AudioInput, FileSource, or a test's stand-in."""
 
     sample_rate: float
 
-    def start(self) -> None: ...
-    def stop(self) -> None: ...
-    def check(self) -> str: ...
-    def read_window(self, n: int) -> tuple[np.ndarray, float]: ...
+    def read_window(self, n: int) -> tuple[np.ndarray, float]:
+        """The newest ``n`` samples, mono float32 (n,), and the capture time of the last one
+        (monotonic s); silence stamped now while there is no audio. Never blocks."""
+        ...
+
+
+@runtime_checkable
+class SupervisedSource(AudioSource, Protocol):
+    """An AudioSource whose device can fail: ``check()`` notices and recovers (AudioInput
+    reopens a lost stream), called from the feature thread, never from PortAudio's."""
+
+    def check(self) -> str:
+        """The source's state after looking at it (AudioInput: one of its STATES)."""
+        ...
 
 
 class FeatureThread(threading.Thread):
@@ -70,7 +81,7 @@ class FeatureThread(threading.Thread):
 
     def run(self) -> None:
         n = self.extractor.window_length
-        check = getattr(self.source, "check", None)
+        check = self.source.check if isinstance(self.source, SupervisedSource) else None
         due = time.monotonic()
         next_check = due
         while not self._stop_event.is_set():

@@ -1,7 +1,8 @@
 """An audio file played in real time, for rehearsal without a line-in: ``FileSource``.
 
-It has the reader interface of ``live.audio.input.AudioInput`` (``start``, ``stop``, ``check``,
-``read_window``), so ``live.audio.features.FeatureThread`` reads either. The position
+Like ``live.audio.input.AudioInput`` it is a ``SupervisedSource`` (live/audio/features.py:
+``sample_rate``, ``read_window``, ``check``) with ``start``/``stop`` and ``read_since``, so
+``live.audio.features.FeatureThread``, takes and outputs read either. The position
 follows ``time.monotonic()``, so a window's time is the moment its last sample was due,
 and with ``play=True`` the file also goes to the speakers on the same clock: what you
 hear is what is analysed.

@@ -8,8 +8,8 @@ Three pieces, each with one job and its own module:
   position. Everything else (channel mix, gain, noise gate, device supervision) happens in
   the reader.
 * ``FileSource`` (live/audio/filesource.py) plays a decoded file against ``time.monotonic()``,
-  with the same reader interface, and optionally to the speakers, for rehearsal without a
-  line-in.
+  with the same reader interface (the ``AudioSource`` protocol of live/audio/features.py),
+  and optionally to the speakers, for rehearsal without a line-in.
 * ``FeatureThread`` (live/audio/features.py) reads the newest window from either every hop,
   runs the shared ``FeatureExtractor`` and keeps the frames in a bounded ring for the
   render thread.
