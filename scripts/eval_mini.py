@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.patterns import BACKGROUNDS, COLOURS, KINDS, PatternSpec, pattern_batch, render_pattern  # noqa: E402
+from engine.patterns import COLOURS, KINDS, PatternSpec, pattern_batch, render_pattern  # noqa: E402
 
 CLASSIFIER_SIZE = 32  # the classifier sees images at 32×32: kind and colour survive that
 

@@ -13,6 +13,7 @@ with the render thread: on a 2-core CPU that sharing is most of what they cost.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -27,7 +28,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 
-def main() -> int:
+CASES = ("none", "ndi", "record")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="tiny")
     ap.add_argument("--device", default="cpu")
@@ -35,93 +39,118 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--output-size", help="WxH the outputs get (default: the frame's own size)")
     ap.add_argument("--json", help="also write the result here")
-    args = ap.parse_args()
+    return ap.parse_args(argv)
 
+
+class Cases:
+    """The three cases on one prepared pipeline: each round of one builds its outputs, runs
+    the live loop for --seconds and closes them (and the NDI receiver) again."""
+
+    def __init__(self, args: argparse.Namespace, work: Path):
+        from engine.models import load_model
+        from engine.stream import StreamConfig, StreamPipeline
+        from live.outputs.framing import Framing, parse_output_size
+
+        self.seconds, self.work = args.seconds, work
+        self.pipe = StreamPipeline(load_model(args.model, device=args.device), StreamConfig(prompt="neon"))
+        self.pipe.prepare()
+        h, w = self.pipe.size
+        self.frame_size = (w, h)
+        self.framing = Framing(parse_output_size(args.output_size))
+        self.name = f"netbend-bench-{os.getpid()}"
+        self._takes = itertools.count()
+        self._receiver: subprocess.Popen | None = None
+
+    def outputs_for(self, case: str):
+        from live.outputs.fanout import Outputs
+        from live.outputs.ndi import NdiOutput
+        from live.outputs.recording import VideoRecording
+
+        outputs = Outputs(self.framing, frame_size=self.frame_size, fps=30)
+        if case == "ndi":
+            outputs.add(NdiOutput(self.name))
+            self._start_receiver()
+        elif case == "record":
+            outputs.add(VideoRecording(self.work / f"take-{next(self._takes)}.mp4"))
+        return outputs
+
+    def _start_receiver(self) -> None:
+        """A real receiver in its own process: an NDI sender with nobody listening skips the work."""
+        self._receiver = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "ndi_receiver.py"), self.name, "100000",
+             str(self.work / "got.npz"), "--timeout", str(self.seconds + 20)], stdout=subprocess.PIPE, text=True)
+        if self._receiver.stdout.readline().strip() != "READY":
+            raise SystemExit("the NDI receiver did not connect")
+
+    def run(self, case: str) -> dict:
+        """One round of ``case``: its fps over --seconds after a warm-up, and its outputs' numbers."""
+        from helpers_process import stop_process
+        from live.control.state import ShowState
+        from live.show.show import Show
+
+        outputs = self.outputs_for(case)
+        show = Show(self.pipe, ShowState(prompt="neon"))
+        show.outputs = outputs
+        for _ in range(3):  # warm-up: the first frames allocate
+            show.frame()
+        start, n = time.perf_counter(), 0
+        while time.perf_counter() - start < self.seconds:
+            show.frame()
+            n += 1
+        fps = n / (time.perf_counter() - start)
+        stats = outputs.close()
+        receiver, self._receiver = self._receiver, None
+        if receiver is not None:
+            stop_process(receiver, timeout=10)
+        return {"fps": fps, "outputs": stats}
+
+
+def per_round(runs: dict[str, list], figure) -> dict[str, list]:
+    """``figure(outputs' stats)`` for every round of each case that has outputs."""
+    return {c: [figure(r["outputs"].values()) for r in runs[c]] for c in CASES if c != "none"}
+
+
+def summary(args: argparse.Namespace, cases: Cases, runs: dict[str, list]) -> dict:
+    import torch
+
+    fps = {c: statistics.median(r["fps"] for r in runs[c]) for c in CASES}
+    w, h = cases.frame_size
+    return {
+        "what": "render fps of the live loop (Show.frame) with each output, median of rounds, one run",
+        "model": args.model, "device": args.device, "frame": f"{w}x{h}",
+        "output_size": "x".join(map(str, cases.framing.picture_size((w, h)))),
+        "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "load_average_1min": round(os.getloadavg()[0], 2), "seconds_per_case": args.seconds, "rounds": args.rounds,
+        "fps": {c: round(v, 2) for c, v in fps.items()},
+        "ratio_to_none": {c: round(fps[c] / fps["none"], 3) for c in CASES},
+        "per_round_fps": {c: [round(r["fps"], 2) for r in runs[c]] for c in CASES},
+        "output_sent_per_round": per_round(runs, lambda stats: sum(s["sent"] for s in stats)),
+        "output_send_ms_p50_per_round": per_round(
+            runs, lambda stats: max((s["send_ms_p50"] for s in stats), default=0.0)),
+        "output_dropped_per_round": per_round(runs, lambda stats: sum(s["dropped"] for s in stats)),
+    }
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     import torch
 
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))  # as `netbend live` does (live.cli)
-    from engine.models import load_model
-    from engine.stream import StreamConfig, StreamPipeline
-    from live.control.state import ShowState
-    from live.outputs.fanout import Outputs
-    from live.outputs.framing import Framing, parse_output_size
-    from live.outputs.ndi import NdiOutput
-    from live.outputs.recording import VideoRecording
-    from live.show.show import Show
+    from engine.atomic import write_atomically
     from ndi_receiver import loopback_config
 
     work = Path(tempfile.mkdtemp(prefix="netbend-outputs-bench-"))
     if "NDI_CONFIG_DIR" not in os.environ:
         os.environ["NDI_CONFIG_DIR"] = str(loopback_config(work / "ndi"))
-    model = load_model(args.model, device=args.device)
-    pipe = StreamPipeline(model, StreamConfig(prompt="neon"))
-    pipe.prepare()
-    h, w = pipe.size
-    framing = Framing(parse_output_size(args.output_size))
-    name = f"netbend-bench-{os.getpid()}"
-
-    receiver = None
-    takes = iter(range(10**6))
-
-    def outputs_for(case: str) -> Outputs:
-        nonlocal receiver
-        outputs = Outputs(framing, frame_size=(w, h), fps=30)
-        if case == "ndi":
-            outputs.add(NdiOutput(name))
-            receiver = subprocess.Popen([sys.executable, str(ROOT / "tests" / "ndi_receiver.py"), name, "100000",
-                                         str(work / "got.npz"), "--timeout", str(args.seconds + 20)],
-                                        stdout=subprocess.PIPE, text=True)
-            if receiver.stdout.readline().strip() != "READY":
-                raise SystemExit("the NDI receiver did not connect")
-        elif case == "record":
-            outputs.add(VideoRecording(work / f"take-{next(takes)}.mp4"))
-        return outputs
-
-    def run(case: str) -> dict:
-        nonlocal receiver
-        outputs = outputs_for(case)
-        show = Show(pipe, ShowState(prompt="neon"))
-        show.outputs = outputs
-        for _ in range(3):  # warm-up: the first frames allocate
-            show.frame()
-        start, n = time.perf_counter(), 0
-        while time.perf_counter() - start < args.seconds:
-            show.frame()
-            n += 1
-        fps = n / (time.perf_counter() - start)
-        stats = outputs.close()
-        if receiver is not None:
-            receiver.terminate()
-            receiver.wait(10)
-            receiver = None
-        return {"fps": fps, "outputs": stats}
-
-    cases = ("none", "ndi", "record")
-    runs: dict[str, list] = {c: [] for c in cases}
-    for _ in range(args.rounds):
-        for case in cases:
-            runs[case].append(run(case))
-    fps = {c: statistics.median(r["fps"] for r in runs[c]) for c in cases}
-    result = {
-        "what": "render fps of the live loop (Show.frame) with each output, median of rounds, one run",
-        "model": args.model, "device": args.device, "frame": f"{w}x{h}",
-        "output_size": "x".join(map(str, framing.picture_size((w, h)))),
-        "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-        "load_average_1min": round(os.getloadavg()[0], 2), "seconds_per_case": args.seconds, "rounds": args.rounds,
-        "fps": {c: round(v, 2) for c, v in fps.items()},
-        "ratio_to_none": {c: round(fps[c] / fps["none"], 3) for c in cases},
-        "per_round_fps": {c: [round(r["fps"], 2) for r in runs[c]] for c in cases},
-        "output_sent_per_round": {c: [sum(s["sent"] for s in r["outputs"].values()) for r in runs[c]]
-                                  for c in cases if c != "none"},
-        "output_send_ms_p50_per_round": {c: [max((s["send_ms_p50"] for s in r["outputs"].values()), default=0.0)
-                                             for r in runs[c]] for c in cases if c != "none"},
-        "output_dropped_per_round": {c: [sum(s["dropped"] for s in r["outputs"].values()) for r in runs[c]]
-                                     for c in cases if c != "none"},
-    }
-    text = json.dumps(result, indent=2)
+    cases = Cases(args, work)
+    runs: dict[str, list] = {c: [] for c in CASES}
+    for _ in range(args.rounds):  # the cases alternate, so a drifting load hits them alike
+        for case in CASES:
+            runs[case].append(cases.run(case))
+    text = json.dumps(summary(args, cases, runs), indent=2)
     print(text)
     if args.json:
-        Path(args.json).write_text(text + "\n")
+        write_atomically(args.json, text + "\n")
     return 0
 
 

@@ -46,6 +46,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from engine.atomic import write_atomically  # noqa: E402
 from live.control.osc_packets import PacketError, parse_packet  # noqa: E402
 
 FLOODER = r"""
@@ -147,6 +148,13 @@ class Show:
                 break
         return got, size
 
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
     def stats(self) -> dict:
         got, _ = self.ask(message("/netbend/stats"), "/netbend/stats/end")
         return {a.rsplit("/", 1)[1]: args[0] for a, args in got if args}
@@ -241,83 +249,115 @@ def reply_ratios(show: Show) -> dict:
     return ratios
 
 
-def main() -> None:
+class Flood:
+    """The garbage flooder: a separate process, started and stopped between phases."""
+
+    def __init__(self, port: int, rate: float):
+        self.port, self.rate = port, rate
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None
+
+    def start(self) -> None:
+        if self.proc is None:
+            self.proc = subprocess.Popen([sys.executable, "-c", FLOODER, str(self.port), str(self.rate)])
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+
+
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the soak after the measured phases")
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--flood-rate", type=float, default=2500.0, help="garbage packets a second")
     parser.add_argument("--phase", type=float, default=15.0, help="seconds of each measured phase")
     parser.add_argument("--json", help="also write the summary here")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
 
+
+def measured_phases(show: Show, feedback: Feedback, flood: Flood, seconds: float) -> dict:
+    """Quiet, flood, quiet again, then the reply ratios; printed as they come."""
+    phases = {"quiet": measure(show, feedback, seconds, "quiet")}
+    flood.start()
+    time.sleep(1.0)
+    phases["flood"] = measure(show, feedback, seconds, "flood")
+    flood.stop()
+    phases["quiet2"] = measure(show, feedback, seconds, "quiet2")
+    phases["ratios"] = reply_ratios(show)
+    print(f"quiet {phases['quiet']}\nflood {phases['flood']}\nquiet again {phases['quiet2']}\n"
+          f"reply ratios {phases['ratios']}", flush=True)
+    return phases
+
+
+def soak(show: Show, flood: Flood, minutes: float, rss: list[float]) -> Patch:
+    """The patch's traffic for ``minutes``, a 10 s flood burst every minute after the first;
+    a line of the show's numbers every 10 s, its RSS appended to ``rss``."""
+    patch = Patch(show.port)
+    patch.start()
+    t0 = time.monotonic()
+    last = t0
+    while time.monotonic() - t0 < minutes * 60:
+        minute = int((time.monotonic() - t0) // 60)
+        flooding = (time.monotonic() - t0) % 60 < 10 and minute > 0
+        if flooding and not flood.running:
+            flood.start()
+        elif not flooding and flood.running:
+            flood.stop()
+        time.sleep(0.5)
+        if time.monotonic() - last >= 10:
+            last = time.monotonic()
+            s = show.stats()
+            rss.append(show.rss_mb())
+            print(f"t={last - t0:6.0f}s rss={rss[-1]:7.1f}MB fps={s.get('fps', float('nan')):6.2f} "
+                  f"frames={s.get('frames', 0):7d} frame_errors={s.get('frame_errors', 0)} "
+                  f"refused={s.get('commands_refused', 0)} dropped={s.get('osc_dropped', 0)} "
+                  f"replies_dropped={s.get('osc_replies_dropped', 0)}{' FLOOD' if flooding else ''}", flush=True)
+    patch.stop.set()
+    return patch
+
+
+def summarise(args: argparse.Namespace, phases: dict, rss: list[float], final: dict, patch: Patch) -> dict:
+    quiet, flood, quiet2, ratios = phases["quiet"], phases["flood"], phases["quiet2"], phases["ratios"]
+    return {
+        "model": args.model, "flood_rate": args.flood_rate, "minutes": args.minutes,
+        "fps_quiet": round((quiet["fps"] + quiet2["fps"]) / 2, 2), "fps_flood": round(flood["fps"], 2),
+        "fps_ratio": round(flood["fps"] / ((quiet["fps"] + quiet2["fps"]) / 2), 3),
+        "probe_p95_ms_quiet": round(max(quiet["p95_ms"], quiet2["p95_ms"]), 1),
+        "probe_p95_ms_flood": round(flood["p95_ms"], 1), "probes_lost_flood": flood["lost"],
+        "reply_ratios": ratios, "reply_ratio_max": max(ratios.values()),
+        "rss_mb_start": round(rss[0], 1), "rss_mb_end": round(rss[-1], 1), "rss_mb_max": round(max(rss), 1),
+        "frames": final.get("frames"), "frame_errors": final.get("frame_errors"),
+        "patch_messages": patch.sent, "osc_dropped": final.get("osc_dropped"),
+    }
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
     port = free_port()
     feedback = Feedback()
     feedback.start()
     show = Show(args, port, feedback.port)
-    flooder = None
+    flood = Flood(port, args.flood_rate)
     try:
         show.wait_ready()
-        rss_start = show.rss_mb()
-        print(f"show ready (pid {show.proc.pid}, OSC {port}); RSS {rss_start:.0f} MB", flush=True)
-        quiet = measure(show, feedback, args.phase, "quiet")
-        flooder = subprocess.Popen([sys.executable, "-c", FLOODER, str(port), str(args.flood_rate)])
-        time.sleep(1.0)
-        flood = measure(show, feedback, args.phase, "flood")
-        flooder.kill()
-        flooder.wait()
-        flooder = None
-        quiet2 = measure(show, feedback, args.phase, "quiet2")
-        ratios = reply_ratios(show)
-        print(f"quiet {quiet}\nflood {flood}\nquiet again {quiet2}\nreply ratios {ratios}", flush=True)
-
-        patch = Patch(port)
-        patch.start()
-        rss = [rss_start]
-        t0 = time.monotonic()
-        last = t0
-        while time.monotonic() - t0 < args.minutes * 60:
-            minute = int((time.monotonic() - t0) // 60)
-            flooding = (time.monotonic() - t0) % 60 < 10 and minute > 0
-            if flooding and flooder is None:
-                flooder = subprocess.Popen([sys.executable, "-c", FLOODER, str(port), str(args.flood_rate)])
-            elif not flooding and flooder is not None:
-                flooder.kill()
-                flooder.wait()
-                flooder = None
-            time.sleep(0.5)
-            if time.monotonic() - last >= 10:
-                last = time.monotonic()
-                s = show.stats()
-                rss.append(show.rss_mb())
-                print(f"t={last - t0:6.0f}s rss={rss[-1]:7.1f}MB fps={s.get('fps', float('nan')):6.2f} "
-                      f"frames={s.get('frames', 0):7d} frame_errors={s.get('frame_errors', 0)} "
-                      f"refused={s.get('commands_refused', 0)} dropped={s.get('osc_dropped', 0)} "
-                      f"replies_dropped={s.get('osc_replies_dropped', 0)}{' FLOOD' if flooding else ''}", flush=True)
-        patch.stop.set()
-        final = show.stats()
-        summary = {
-            "model": args.model, "flood_rate": args.flood_rate, "minutes": args.minutes,
-            "fps_quiet": round((quiet["fps"] + quiet2["fps"]) / 2, 2), "fps_flood": round(flood["fps"], 2),
-            "fps_ratio": round(flood["fps"] / ((quiet["fps"] + quiet2["fps"]) / 2), 3),
-            "probe_p95_ms_quiet": round(max(quiet["p95_ms"], quiet2["p95_ms"]), 1),
-            "probe_p95_ms_flood": round(flood["p95_ms"], 1), "probes_lost_flood": flood["lost"],
-            "reply_ratios": ratios, "reply_ratio_max": max(ratios.values()),
-            "rss_mb_start": round(rss_start, 1), "rss_mb_end": round(rss[-1], 1), "rss_mb_max": round(max(rss), 1),
-            "frames": final.get("frames"), "frame_errors": final.get("frame_errors"),
-            "patch_messages": patch.sent, "osc_dropped": final.get("osc_dropped"),
-        }
+        rss = [show.rss_mb()]
+        print(f"show ready (pid {show.proc.pid}, OSC {port}); RSS {rss[0]:.0f} MB", flush=True)
+        phases = measured_phases(show, feedback, flood, args.phase)
+        patch = soak(show, flood, args.minutes, rss)
+        summary = summarise(args, phases, rss, show.stats(), patch)
         print(json.dumps(summary), flush=True)
         if args.json:
-            Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+            write_atomically(args.json, json.dumps(summary, indent=2) + "\n")
     finally:
-        if flooder is not None:
-            flooder.kill()
+        flood.stop()
         feedback.stop.set()
-        show.proc.terminate()
-        try:
-            show.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            show.proc.kill()
+        show.stop()
 
 
 if __name__ == "__main__":

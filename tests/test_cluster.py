@@ -15,6 +15,7 @@ from live.cli import main
 from live.cli.cluster import render_on_ray
 from live.cli.render import RenderJob, render
 from live.media import probe
+from helpers_ray import start_local_ray
 from test_render import quick_walk_preset, tone_file
 
 FRAMES = 24  # 1.2 s at 20 fps
@@ -23,15 +24,7 @@ FRAMES = 24  # 1.2 s at 20 fps
 @pytest.fixture(scope="module")
 def cluster():
     """One local cluster of two CPUs for the whole module (a start costs ~10 s here)."""
-    for attempt in (1, 2):  # Ray gives its raylet a fixed 30 s to come up, which a loaded 2-core box can miss
-        try:
-            context = ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
-                               log_to_driver=False)
-            break
-        except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception for this
-            ray.shutdown()
-            if attempt == 2 or "timed out during startup" not in str(e):
-                raise
+    context = start_local_ray(num_cpus=2, attempts=2)
     yield context.address_info["gcs_address"]
     ray.shutdown()
 
