@@ -1,18 +1,20 @@
 """OSC packets as netbend reads them: strict, cheap, and never sleeping.
 
+Why not python-osc's ``OscMessage``/``OscPacket``: they read a truncated float as a number
+(zero-padded) and an RGBA colour ``,r`` as an int, and ``OscPacket`` reorders bundles by time tag.
+
 ``parse_packet(dgram)`` returns the messages of one datagram as (address, args, time tag) in
 the sender's order. Arguments are read by their type tags with python-osc's ``osc_types``,
-after checking that the bytes each tag needs are there: python-osc pads a short float or
-int with zeros, so ``/netbend/strength ,f`` with two data bytes would read 0.125. Only the
-tags a netbend address can take are read: i f d h (numbers), s S (strings), T F (true,
-false); an RGBA colour (r), MIDI message (m), blob (b), time tag (t), char (c), nil (N),
-impulse (I) or array ([ ]) is refused with its name, never read as a number.
+after checking that the bytes each tag needs are there (``/netbend/strength ,f`` with two
+data bytes would otherwise read 0.125). Only the tags a netbend address can take are read:
+i f d h (numbers), s S (strings), T F (true, false); an RGBA colour (r), MIDI message (m),
+blob (b), time tag (t), char (c), nil (N), impulse (I) or array ([ ]) is refused with its
+name, never read as a number.
 
-Bundles are walked here (sizes checked, depth bounded) rather than by python-osc's
-``OscBundle``/``OscPacket``: ``OscPacket`` sorts a bundle's messages by time tag (a nested
-bundle tagged later would overtake the messages after it) and python-osc's Dispatcher
-sleeps until a bundle's time tag on the server thread. Time tags are returned, not
-honoured (see live/control/osc.py).
+Bundles are walked here (sizes checked, depth bounded): ``OscPacket`` sorts a bundle's
+messages by time tag, so a nested bundle tagged later would overtake the messages after it,
+and python-osc's Dispatcher sleeps until a bundle's time tag on the server thread. Time
+tags are returned, not honoured (see live/control/osc_server.py).
 
 ``match_addresses(pattern, addresses)``: OSC 1.0 address patterns (``* ? [abc] [!a-z]
 {one,two}``) matched against netbend's concrete addresses.

@@ -24,10 +24,10 @@ The ``websockets`` library serves the plain HTTP GETs and the WebSocket on one p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
-import threading
 from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
@@ -37,7 +37,9 @@ from engine.features import FEATURE_NAMES
 from engine.mappings import CURVES
 from engine.operators import OPERATORS, param_range
 from live.control.limits import SEED_MAX
+from live.control.loop_thread import LoopThread
 from live.control.state import GAIN_DB, MAX_BENDS, QUANTIZE, ShowState
+from live.control.tempo import BPM_RANGE
 
 log = logging.getLogger("netbend.oscquery")
 
@@ -45,20 +47,19 @@ READ, WRITE, READ_WRITE = 1, 2, 3
 ATTRIBUTES = ("FULL_PATH", "CONTENTS", "TYPE", "VALUE", "RANGE", "ACCESS", "DESCRIPTION", "HOST_INFO")
 
 
-def _typed(value: Any) -> str:
-    if isinstance(value, bool) or isinstance(value, int):
-        return "i"
-    if isinstance(value, float):
-        return "f"
-    return "s"
-
-
 def describe_addresses(layers=(), features=FEATURE_NAMES) -> dict[str, dict]:
     """address -> {TYPE, RANGE, ACCESS, DESCRIPTION} for every address netbend takes or sends
     (bends' ranges for their current operator are filled in from the state)."""
-    ops = sorted(OPERATORS)
-    feature_vals = list(features) + ["none"]
-    out: dict[str, dict] = {
+    out = _show_addresses()
+    for name in features:
+        out[f"/netbend/audio/{name}"] = {"TYPE": "f", "ACCESS": READ, "DESCRIPTION": f"audio feature {name}"}
+    for n in range(1, MAX_BENDS + 1):
+        out.update(_bend_addresses(n, layers, features))
+    return out
+
+
+def _show_addresses() -> dict[str, dict]:
+    return {
         "/netbend/prompt": {"TYPE": "s", "ACCESS": READ_WRITE, "DESCRIPTION": "the prompt (several words are joined)"},
         "/netbend/strength": {"TYPE": "f", "RANGE": [{"MIN": 0.0, "MAX": 1.0}], "ACCESS": READ_WRITE,
                               "DESCRIPTION": "how far each frame is re-noised, (0, 1]"},
@@ -79,45 +80,46 @@ def describe_addresses(layers=(), features=FEATURE_NAMES) -> dict[str, dict]:
         "/netbend/state": {"TYPE": "N", "ACCESS": WRITE, "DESCRIPTION": "query: every value, then /netbend/state/end"},
         "/netbend/stats": {"TYPE": "N", "ACCESS": WRITE, "DESCRIPTION": "query: fps, frames, frame_errors …"},
         "/netbend/ready": {"TYPE": "i", "ACCESS": READ, "DESCRIPTION": "1 once the show renders"},
-        "/netbend/tempo": {"TYPE": "f", "RANGE": [{"MIN": 20.0, "MAX": 300.0}], "ACCESS": READ_WRITE,
+        "/netbend/tempo": {"TYPE": "f", "RANGE": [{"MIN": BPM_RANGE[0], "MAX": BPM_RANGE[1]}], "ACCESS": READ_WRITE,
                            "DESCRIPTION": "tempo in BPM (Ableton Link, tap, or set here)"},
         "/netbend/tempo/tap": {"TYPE": "N", "ACCESS": WRITE, "DESCRIPTION": "tap tempo"},
         "/netbend/tempo/lock": {"TYPE": "i", "RANGE": [{"MIN": 0, "MAX": 1}], "ACCESS": READ_WRITE,
                                 "DESCRIPTION": "1 holds the tempo (taps and detection ignored)"},
     }
-    for name in features:
-        out[f"/netbend/audio/{name}"] = {"TYPE": "f", "ACCESS": READ, "DESCRIPTION": f"audio feature {name}"}
-    for n in range(1, MAX_BENDS + 1):
-        b = f"/netbend/bend/{n}"
-        layer_vals = ["latent", *layers] if layers else None
-        out.update({
-            f"{b}/operator": {"TYPE": "s", "RANGE": [{"VALS": ops + ["none"]}], "ACCESS": READ_WRITE,
-                              "DESCRIPTION": f"bend {n}'s operator (none empties it)"},
-            f"{b}/layer": {"TYPE": "s", "ACCESS": READ_WRITE, "DESCRIPTION": "latent, latent@N, a U-Net point or unet:N",
-                           **({"RANGE": [{"VALS": layer_vals}]} if layer_vals else {})},
-            f"{b}/param": {"TYPE": "f", "ACCESS": READ_WRITE, "DESCRIPTION": "the operator's r, in its unit"},
-            f"{b}/amount": {"TYPE": "f", "RANGE": [{"MIN": 0.0, "MAX": 1.0}], "ACCESS": READ_WRITE,
-                            "DESCRIPTION": "0..1 across the operator's useful range"},
-            f"{b}/value": {"TYPE": "f", "ACCESS": READ, "DESCRIPTION": "the param a mapping drives, each tick"},
-            f"{b}/target": {"TYPE": "s", "ACCESS": READ_WRITE, "DESCRIPTION": "all | channels 0 2 | random 0.25 | …"},
-            f"{b}/step": {"TYPE": "s", "ACCESS": READ_WRITE, "DESCRIPTION": "all | N | 1,2 | a:b"},
-            f"{b}/enable": {"TYPE": "i", "RANGE": [{"MIN": 0, "MAX": 1}], "ACCESS": READ_WRITE,
-                            "DESCRIPTION": "0 bypasses the bend"},
-            f"{b}/feature": {"TYPE": "s", "RANGE": [{"VALS": feature_vals}], "ACCESS": READ_WRITE,
-                             "DESCRIPTION": "the audio feature driving param (none: by hand)"},
-            f"{b}/scale": {"TYPE": "ff", "ACCESS": READ_WRITE, "DESCRIPTION": "the mapping's output range lo hi"},
-            f"{b}/in_range": {"TYPE": "ff", "ACCESS": READ_WRITE, "DESCRIPTION": "the feature's input range, or s auto"},
-            f"{b}/curve": {"TYPE": "s", "RANGE": [{"VALS": list(CURVES)}], "ACCESS": READ_WRITE,
-                           "DESCRIPTION": "the mapping's curve"},
-            f"{b}/attack": {"TYPE": "f", "RANGE": [{"MIN": 0.0, "MAX": 60000.0}], "ACCESS": READ_WRITE,
-                            "DESCRIPTION": "smoothing of rises, ms"},
-            f"{b}/release": {"TYPE": "f", "RANGE": [{"MIN": 0.0, "MAX": 60000.0}], "ACCESS": READ_WRITE,
-                             "DESCRIPTION": "smoothing of falls, ms"},
-            f"{b}/invert": {"TYPE": "i", "RANGE": [{"MIN": 0, "MAX": 1}], "ACCESS": READ_WRITE,
-                            "DESCRIPTION": "1: loud gives low values"},
-            f"{b}/opt": {"TYPE": "s", "ACCESS": WRITE, "DESCRIPTION": "an operator option: name value…"},
-        })
-    return out
+
+
+def _bend_addresses(n: int, layers, features) -> dict[str, dict]:
+    b = f"/netbend/bend/{n}"
+    ops = sorted(OPERATORS)
+    layer_vals = ["latent", *layers] if layers else None
+    feature_vals = list(features) + ["none"]
+    return {
+        f"{b}/operator": {"TYPE": "s", "RANGE": [{"VALS": ops + ["none"]}], "ACCESS": READ_WRITE,
+                          "DESCRIPTION": f"bend {n}'s operator (none empties it)"},
+        f"{b}/layer": {"TYPE": "s", "ACCESS": READ_WRITE, "DESCRIPTION": "latent, latent@N, a U-Net point or unet:N",
+                       **({"RANGE": [{"VALS": layer_vals}]} if layer_vals else {})},
+        f"{b}/param": {"TYPE": "f", "ACCESS": READ_WRITE, "DESCRIPTION": "the operator's r, in its unit"},
+        f"{b}/amount": {"TYPE": "f", "RANGE": [{"MIN": 0.0, "MAX": 1.0}], "ACCESS": READ_WRITE,
+                        "DESCRIPTION": "0..1 across the operator's useful range"},
+        f"{b}/value": {"TYPE": "f", "ACCESS": READ, "DESCRIPTION": "the param a mapping drives, each tick"},
+        f"{b}/target": {"TYPE": "s", "ACCESS": READ_WRITE, "DESCRIPTION": "all | channels 0 2 | random 0.25 | …"},
+        f"{b}/step": {"TYPE": "s", "ACCESS": READ_WRITE, "DESCRIPTION": "all | N | 1,2 | a:b"},
+        f"{b}/enable": {"TYPE": "i", "RANGE": [{"MIN": 0, "MAX": 1}], "ACCESS": READ_WRITE,
+                        "DESCRIPTION": "0 bypasses the bend"},
+        f"{b}/feature": {"TYPE": "s", "RANGE": [{"VALS": feature_vals}], "ACCESS": READ_WRITE,
+                         "DESCRIPTION": "the audio feature driving param (none: by hand)"},
+        f"{b}/scale": {"TYPE": "ff", "ACCESS": READ_WRITE, "DESCRIPTION": "the mapping's output range lo hi"},
+        f"{b}/in_range": {"TYPE": "ff", "ACCESS": READ_WRITE, "DESCRIPTION": "the feature's input range, or s auto"},
+        f"{b}/curve": {"TYPE": "s", "RANGE": [{"VALS": list(CURVES)}], "ACCESS": READ_WRITE,
+                       "DESCRIPTION": "the mapping's curve"},
+        f"{b}/attack": {"TYPE": "f", "RANGE": [{"MIN": 0.0, "MAX": 60000.0}], "ACCESS": READ_WRITE,
+                        "DESCRIPTION": "smoothing of rises, ms"},
+        f"{b}/release": {"TYPE": "f", "RANGE": [{"MIN": 0.0, "MAX": 60000.0}], "ACCESS": READ_WRITE,
+                         "DESCRIPTION": "smoothing of falls, ms"},
+        f"{b}/invert": {"TYPE": "i", "RANGE": [{"MIN": 0, "MAX": 1}], "ACCESS": READ_WRITE,
+                        "DESCRIPTION": "1: loud gives low values"},
+        f"{b}/opt": {"TYPE": "s", "ACCESS": WRITE, "DESCRIPTION": "an operator option: name value…"},
+    }
 
 
 def namespace(state: ShowState, layers=(), extra_values: Optional[dict] = None) -> dict:
@@ -176,20 +178,16 @@ class OscQueryServer:
         self.osc_port, self.host, self.name, self._advertise = osc_port, host, name, advertise
         self._requested_port = port
         self.port: Optional[int] = None
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._thread: Optional[threading.Thread] = None
-        self._ready = threading.Event()
-        self._error: Optional[BaseException] = None
+        self._loop = LoopThread("netbend-oscquery", self._serving)
         self._listeners: dict[Any, set[str]] = {}
         self._zeroconf = None
 
     # lifecycle
     def start(self) -> "OscQueryServer":
-        self._thread = threading.Thread(target=self._run, name="netbend-oscquery", daemon=True)
-        self._thread.start()
-        self._ready.wait(10)
-        if self._error is not None:
-            raise OSError(f"cannot serve OSCQuery on {self.host}:{self._requested_port}: {self._error}")
+        try:
+            self._loop.start()
+        except Exception as e:
+            raise OSError(f"cannot serve OSCQuery on {self.host}:{self._requested_port}: {e}") from None
         if self._advertise:
             self._zeroconf_start()
         log.info("OSCQuery on http://%s:%d/", self.host, self.port)
@@ -203,10 +201,7 @@ class OscQueryServer:
             except Exception:  # noqa: BLE001 - shutting down
                 pass
             self._zeroconf = None
-        if self._loop is not None and self._stop_event is not None:
-            self._loop.call_soon_threadsafe(self._stop_event.set)
-        if self._thread is not None:
-            self._thread.join(5)
+        self._loop.stop()
 
     def __enter__(self) -> "OscQueryServer":
         return self.start()
@@ -215,34 +210,20 @@ class OscQueryServer:
         self.stop()
 
     # the server thread
-    _stop_event: Optional[asyncio.Event] = None
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as e:  # noqa: BLE001 - reported by start()
-            self._error = e
-            self._ready.set()
-
-    async def _main(self) -> None:
+    @contextlib.asynccontextmanager
+    async def _serving(self):
         from websockets.asyncio.server import serve
 
-        self._loop = asyncio.get_running_loop()
-        self._stop_event = asyncio.Event()
         async with serve(self._ws, self.host, self._requested_port, process_request=self._http,
                          max_size=64 * 1024, max_queue=16, compression=None) as server:
             self.port = server.sockets[0].getsockname()[1]
-            self._ready.set()
-            await self._stop_event.wait()
+            yield
 
     def _tree(self) -> dict:
         return namespace(self._get_state(), tuple(self._layers() or ()), self._extra())
 
     def _http(self, connection, request):
         """Plain GETs are answered here; a WebSocket upgrade goes on to ``_ws``."""
-        from websockets.datastructures import Headers
-        from websockets.http11 import Response
-
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return None
         url = urlsplit(request.path)
@@ -301,10 +282,10 @@ class OscQueryServer:
 
     def changed(self, messages) -> None:
         """Push each (address, args) to the WebSocket clients LISTENing to it (any thread)."""
-        if self._loop is None or not self._listeners:
+        if not self._listeners:
             return
         frames = [(a, build_msg(a, tuple(args)).dgram) for a, args in messages]
-        self._loop.call_soon_threadsafe(self._push, frames)
+        self._loop.call(self._push, frames)
 
     def _push(self, frames) -> None:
         for connection, paths in list(self._listeners.items()):

@@ -16,6 +16,7 @@ tempo set here is proposed to the session, and what the session says wins.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import threading
@@ -25,6 +26,7 @@ from statistics import median
 from typing import Callable, Optional
 
 from engine.beat import beat_features
+from live.control.loop_thread import LoopThread
 
 log = logging.getLogger("netbend.tempo")
 
@@ -95,9 +97,12 @@ class Tempo:
         if bpm is None:
             return None
         self.set_bpm(bpm, now)
-        with self._lock:  # the downbeat on the tap
-            self._base = float(round(self._base))
+        self._downbeat_on_tap()
         return bpm
+
+    def _downbeat_on_tap(self) -> None:
+        with self._lock:  # set_bpm just put the origin on the tap
+            self._base = float(round(self._base))
 
     def command(self, address: str, args: tuple) -> None:
         """Carry out a /netbend/tempo* message; ValueError with the reason for a bad one."""
@@ -141,53 +146,38 @@ class LinkTempo(Tempo):
     def __init__(self, bpm: float = 120.0, beats_per_bar: int = 4, clock: Callable[[], float] = time.monotonic):
         super().__init__(bpm, beats_per_bar, clock)
         self._link = None
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._ready = threading.Event()
-        self._stop: Optional[asyncio.Event] = None
-        self._thread: Optional[threading.Thread] = None
-        self._error: Optional[BaseException] = None
+        self._loop = LoopThread("netbend-link", self._session)
 
     def start(self) -> "LinkTempo":
         try:
             import aalink  # noqa: F401
         except ImportError:
             raise ValueError("--link needs the aalink package (pip install aalink)") from None
-        self._thread = threading.Thread(target=self._run, name="netbend-link", daemon=True)
-        self._thread.start()
-        self._ready.wait(10)
-        if self._error is not None:
-            raise ValueError(f"cannot join an Ableton Link session: {self._error}")
+        try:
+            self._loop.start()
+        except Exception as e:
+            raise ValueError(f"cannot join an Ableton Link session: {e}") from None
         log.info("Ableton Link on at %.1f BPM", self._bpm)
         return self
 
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as e:  # noqa: BLE001 - reported by start()
-            self._error = e
-            self._ready.set()
-
-    async def _main(self) -> None:
+    @contextlib.asynccontextmanager
+    async def _session(self):
         import warnings
 
         from aalink import Link
 
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # aalink 0.2 still wants the loop
-            self._link = Link(self._bpm, self._loop)
+            self._link = Link(self._bpm, asyncio.get_running_loop())
         self._link.quantum = self.beats_per_bar
         self._link.enabled = True
-        self._ready.set()
-        await self._stop.wait()
-        self._link.enabled = False
+        try:
+            yield
+        finally:
+            self._link.enabled = False
 
     def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(5)
+        self._loop.stop()
 
     @property
     def peers(self) -> int:
@@ -204,28 +194,14 @@ class LinkTempo(Tempo):
 
     def set_bpm(self, bpm: float, now: Optional[float] = None) -> None:
         bpm = check_bpm(bpm)
-        if self._link is not None and self._loop is not None:
-            self._loop.call_soon_threadsafe(setattr, self._link, "tempo", bpm)
+        if self._link is not None:
+            self._loop.call(setattr, self._link, "tempo", bpm)
         self._bpm = bpm
         for callback in self.on_change:
             callback(bpm)
 
-    def tap(self, now: Optional[float] = None) -> Optional[float]:
-        now = self.clock() if now is None else now
-        if self.locked:
-            return None
-        bpm = tapped_bpm(self._taps, now)
-        if bpm is None:
-            return None
-        self.set_bpm(bpm)
-        return bpm
-
-    def next_boundary(self, unit: str, now: Optional[float] = None) -> float:
-        now = self.clock() if now is None else now
-        length = 1 if unit == "beat" else self.beats_per_bar
-        position = self.beat()
-        target = (math.floor(position / length) + 1) * length
-        return now + (target - position) * 60.0 / self.bpm
+    def _downbeat_on_tap(self) -> None:
+        pass  # the session's beat is everyone's: a tap changes the tempo, not the downbeat
 
 
 class TempoFeatures:
