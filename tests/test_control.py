@@ -1,10 +1,14 @@
 """Event-sourced control: apply() is pure, validates everything, and never half-applies."""
+import ast
 import math
+from pathlib import Path
 
 import pytest
 
 from engine.mappings import Mapping
-from live.control.state import MAX_BENDS, BendSlot, Command, CommandError, ShowState, apply, state_from_preset
+from live.control.arguments import CommandError
+from live.control.slots import BendSlot
+from live.control.state import MAX_BENDS, Command, ShowState, apply, state_from_preset
 from live.control.presets import load_preset
 
 LAYERS = ["conv_in", "down.0", "mid", "up.0", "conv_out"]
@@ -79,3 +83,43 @@ def test_state_from_every_stream_preset():
     p = load_preset("live-stained-glass")
     s = state_from_preset(p)
     assert s.bends == p.bends and s.preset == p.name and len(s.slots) == MAX_BENDS
+
+
+def test_output_addresses_are_refused_by_apply_as_command_errors():
+    with pytest.raises(CommandError, match=r"^/netbend/output/ndi/enable takes one integer, 0 or 1; got \[2\]$"):
+        apply(ShowState(), Command("/netbend/output/ndi/enable", (2,)))
+    with pytest.raises(CommandError, match=r"^/netbend/record/video/start takes one string, the path of a new .mp4"):
+        apply(ShowState(), Command("/netbend/record/video/start", ("take.mov",)))
+    state = ShowState(prompt="kept")
+    assert apply(state, Command("/netbend/output/record/enable", (1,))) == state
+    assert apply(state, Command("/netbend/record/video/stop", ())) == state
+
+
+def test_control_and_outputs_import_each_other_one_way_only():
+    """live.control.state checks the outputs' addresses with live.outputs.commands, which
+    imports nothing of live.control (it used to import CommandError back from state)."""
+    import live.outputs.commands
+
+    tree = ast.parse(Path(live.outputs.commands.__file__).read_text(encoding="utf-8"))
+    imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)] + \
+        [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert not [m for m in imported if m and m.startswith("live.control")], imported
+
+
+def test_each_bend_field_changes_only_its_slot():
+    s = run(ShowState(), ("/netbend/bend/1/operator", "add"), ("/netbend/bend/4/operator", "rotate"),
+            ("/netbend/bend/4/opt", "plane", 0, 3), ("/netbend/bend/4/step", "1,2"),
+            ("/netbend/bend/4/feature", "rms"), ("/netbend/bend/4/in_range", "auto"),
+            ("/netbend/bend/4/curve", "exp"), ("/netbend/bend/4/attack", 20), ("/netbend/bend/4/release", 200),
+            ("/netbend/bend/4/invert", 1))
+    first = run(ShowState(), ("/netbend/bend/1/operator", "add")).slots[0]
+    assert s.slots[0] == first and s.slots[1] is None and s.slots[2] is None
+    bend, mapping = s.slots[3].bend, s.slots[3].mapping
+    assert bend.opts == {"plane": (0, 3)} and bend.step == {1, 2}
+    assert (mapping.in_range, mapping.curve, mapping.attack_ms, mapping.release_ms, mapping.invert) == \
+        ("auto", "exp", 20.0, 200.0, True)
+    assert run(s, ("/netbend/bend/4/operator", "none")).slots[3] is None
+    with pytest.raises(CommandError, match="bend 1 has no mapping; set /netbend/bend/1/feature first"):
+        apply(s, Command("/netbend/bend/1/curve", ("exp",)), LAYERS)
+    with pytest.raises(CommandError, match="bend 4's param is driven by the audio feature 'rms'"):
+        apply(s, Command("/netbend/bend/4/amount", (0.5,)), LAYERS)

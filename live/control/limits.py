@@ -9,13 +9,13 @@ passes the edge and then fails every frame.
     limits.channels("mid")     -> 1280 on SD 1.5, 64 on tiny
 
 Channel counts are read from the U-Net's modules (``out_channels``) where they say it, and
-a block's output has its last inner point's channels; tests/test_limits.py checks this
-against a real forward pass of the tiny model.
+a block's output has its last inner point's channels; tests/test_show_never_stops.py checks
+this against a real forward pass of the tiny model.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, Optional
 
 from engine.bends import LATENT, parse_layer
 from engine.operators import param_range
@@ -132,10 +132,7 @@ def check_channels(bend, limits: ModelLimits, where: str) -> None:
 
 
 def check_seed(seed: int, what: str = "seed") -> int:
+    """``seed`` if OSC (int32) and torch can both carry it; else ValueError."""
     if not 0 <= seed <= SEED_MAX:
         raise ValueError(f"{what} must be an integer 0..{SEED_MAX}; got {seed}")
     return seed
-
-
-def layer_names(limits: ModelLimits) -> Sequence[str]:
-    return limits.layers

@@ -5,9 +5,10 @@
     /netbend/record/video/stop          finish that recording
 
 ``check_output_command`` is what ``live.control.state.apply`` calls for these addresses on
-the OSC thread (a malformed message is answered at once); ``Outputs.act`` (on the render
-thread, at a frame boundary) then does it, and an output that does not exist or a file
-that does is answered on /netbend/error by the show like any other refused command.
+the OSC thread (a malformed message is answered at once, as a CommandError); ``Outputs.act``
+(on the render thread, at a frame boundary) then does it, and an output that does not exist
+or a file that does is answered on /netbend/error by the show like any other refused
+command. This module imports nothing of live.control: the dependency goes one way.
 """
 from __future__ import annotations
 
@@ -26,25 +27,24 @@ def is_output_address(address: str) -> bool:
 
 
 def check_output_command(address: str, args: tuple) -> None:
-    """Raise live.control.state.CommandError if the message is malformed; None if it is well formed."""
-    from live.control.state import CommandError
-
+    """ValueError naming the address and what it takes if the message is malformed; None if
+    it is well formed."""
     if ENABLE.match(address):
         value = args[0] if len(args) == 1 else None
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                 or value not in (0, 1):
-            raise CommandError(f"{address} takes one integer, 0 or 1; got {list(args)!r}")
+            raise ValueError(f"{address} takes one integer, 0 or 1; got {list(args)!r}")
         return
     if address == START:
         if len(args) != 1 or not isinstance(args[0], str) or not args[0].lower().endswith(".mp4"):
-            raise CommandError(f"{address} takes one string, the path of a new .mp4; got {list(args)!r}")
+            raise ValueError(f"{address} takes one string, the path of a new .mp4; got {list(args)!r}")
         return
     if address == STOP:
         if args:
-            raise CommandError(f"{address} takes no arguments; got {len(args)}")
+            raise ValueError(f"{address} takes no arguments; got {len(args)}")
         return
-    raise CommandError(f"unknown address {address!r}; the outputs' addresses are /netbend/output/<name>/enable i, "
-                       f"{START} s and {STOP}")
+    raise ValueError(f"unknown address {address!r}; the outputs' addresses are /netbend/output/<name>/enable i, "
+                     f"{START} s and {STOP}")
 
 
 def output_name(address: str) -> str:
