@@ -14,9 +14,10 @@ from engine.chain import ChainConfig
 from engine.mappings import Mapping
 from engine.stream import StreamConfig
 from engine.walk import WalkConfig
+from engine.pipelines import PIPELINES
 from live.control import preset_files as P
 from live.control.preset_files import PresetError, find_preset, list_presets, preset_dirs, shipped_preset_dir
-from live.control.presets import PIPELINES, Preset, check_presets, load_preset, save_preset
+from live.control.presets import Preset, check_presets, load_preset, save_preset
 
 SHIPPED = sorted(shipped_preset_dir().glob("*.toml"))
 LIVE = ("live-colour-cycle", "live-scene-change", "live-stained-glass", "live-erosion-texture")
@@ -268,4 +269,20 @@ def test_user_folder_defaults_to_config_home(monkeypatch, tmp_path):
 
 
 def test_pipelines_constant():
-    assert PIPELINES == ("stream", "walk", "chain")
+    assert tuple(PIPELINES) == ("stream", "walk", "chain")  # the engine's registry is the presets' too
+
+
+def test_a_pipeline_the_engine_does_not_register_is_refused_with_its_names():
+    with pytest.raises(PresetError, match="pipeline: unknown pipeline .*allowed: stream, walk, chain"):
+        Preset.from_dict({"name": "x", "pipeline": "loop"})
+    assert Preset("x", pipeline="walk", settings={"steps": 7}).config() == WalkConfig(steps=7)
+
+
+def test_a_temp_file_left_by_a_killed_save_is_not_a_preset(user_dir):
+    # engine/atomic.py's temp file keeps the target's suffix, so a kill -9 mid-save leaves
+    # a hidden .toml beside the presets: it must not be listed, checked or found.
+    save_preset(Preset("kept"), user_dir / "kept.toml")
+    (user_dir / ".kept.toml.3f2a.tmp.toml").write_text("name = \"half")
+    assert [p.name for p in P.preset_files_in(user_dir)] == ["kept.toml"]
+    assert ".kept.toml.3f2a.tmp" not in dict(list_presets())
+    assert all(error is None for path, error in check_presets() if path.parent == user_dir)

@@ -3,8 +3,9 @@
 Presets are found in the user folder first ($NETBEND_PRESETS, else
 ~/.config/netbend/presets), then among the presets shipped in the ``presets`` package. A
 name finds NAME.toml there, first match wins; an existing path is taken as it is.
-Reading gives the file's TOML table (a syntax error names the line and column); writing
-is atomic (temp file, fsync, rename), so a crash leaves the old file or the new one.
+Reading gives the file's TOML table (a syntax error names the line and column), once the
+text passed bounds that keep tomllib fast. Writing is engine/atomic.py's (temp file, fsync,
+rename), so a crash leaves the old file or the new one.
 
 What a preset may contain, and loading, checking and saving a ``Preset``, are in
 live/control/presets.py. ``PresetError`` is here because both
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -22,7 +22,7 @@ from typing import Optional, Union
 
 __all__ = [
     "PresetError", "find_preset", "list_presets", "preset_dirs", "preset_files_in", "read_toml",
-    "shipped_preset_dir", "user_preset_dirs", "user_preset_path", "write_atomically",
+    "shipped_preset_dir", "user_preset_dirs", "user_preset_path",
 ]
 
 
@@ -77,8 +77,11 @@ def user_preset_path(name: str) -> Path:
 
 
 def preset_files_in(folder: Path) -> list[Path]:
-    """The .toml files in ``folder``, sorted; none if it is not a folder."""
-    return sorted(p for p in folder.glob("*.toml") if p.is_file()) if folder.is_dir() else []
+    """The .toml files in ``folder``, sorted; none if it is not a folder. Hidden files are
+    not presets: a save cut short leaves its temp file (``.x.toml.3f2a.tmp.toml``) there."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("*.toml") if p.is_file() and not p.name.startswith("."))
 
 
 def list_presets() -> list[tuple[str, Path]]:
@@ -146,22 +149,12 @@ def check_toml_bounds(text: str, source: str) -> None:
     while i < n:
         ch = text[i]
         if ch in "\"'":
-            quote = text[i:i + 3] if text[i:i + 3] in ('"""', "'''") else ch
-            i += len(quote)
-            while i < n and not text.startswith(quote, i):
-                if text[i] == "\\" and quote[0] == '"':
-                    i += 1
-                elif text[i] == "\n":
-                    if len(quote) == 1:
-                        break  # an unterminated string: tomllib says where
-                    line += 1
-                i += 1
-            i += len(quote)
+            i, line = _after_string(text, i, line)
             token = 0
             continue
         if ch == "#":
-            while i < n and text[i] != "\n":
-                i += 1
+            i = text.find("\n", i)
+            i = n if i < 0 else i
             continue
         if ch in "[{":
             depth += 1
@@ -173,8 +166,7 @@ def check_toml_bounds(text: str, source: str) -> None:
             dots = token = 0
         elif ch in "=,\n":
             dots = token = 0
-            if ch == "\n":
-                line += 1
+            line += ch == "\n"
         elif ch == ".":
             dots += 1
             if dots >= MAX_KEY_PARTS:
@@ -195,6 +187,23 @@ def check_toml_bounds(text: str, source: str) -> None:
         if token and (i >= n or text[i] in " \t\r\n=,[]{}#"):
             _check_token(text[token_start:i], fail)
             token = 0
+
+
+def _after_string(text: str, i: int, line: int) -> tuple[int, int]:
+    """(index after the string that starts at ``i``, the line count there). A one-line
+    string cut off by its line's end stops there: tomllib then says where."""
+    n = len(text)
+    quote = text[i:i + 3] if text[i:i + 3] in ('"""', "'''") else text[i]
+    i += len(quote)
+    while i < n and not text.startswith(quote, i):
+        if text[i] == "\\" and quote[0] == '"':
+            i += 1
+        elif text[i] == "\n":
+            if len(quote) == 1:
+                break
+            line += 1
+        i += 1
+    return i + len(quote), line
 
 
 def _check_token(token: str, fail) -> None:
@@ -229,39 +238,3 @@ def read_toml(path: Path) -> dict:
             position = f"line {where.group(1)}, column {where.group(2)}"
             raise PresetError(source, position, f"TOML syntax error: {message[:where.start()]}") from None
         raise PresetError(source, None, f"TOML syntax error: {message}") from None
-
-
-def write_atomically(path: Path, text: str, mode: int) -> None:
-    """Write ``text`` (UTF-8) to ``path`` with permissions ``mode``: a temp file in the same
-    folder, fsync, then ``os.replace``, so a crash leaves either the old file or the new
-    one, never half of one. Makes the folder if needed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(text.encode("utf-8"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -40,107 +40,33 @@ Presets are found in the user folder first ($NETBEND_PRESETS, else
 ~/.config/netbend/presets), then among the presets shipped in the ``presets`` package.
 Saving is atomic (temp file, fsync, rename) and never overwrites a file that does not
 parse as a preset; it writes plain TOML, so comments in a hand-edited file are not kept.
-Finding, listing, reading and atomically writing the files (and ``PresetError``) is
-live/control/preset_files.py.
+Here: ``Preset``, and loading, checking and saving presets. The checks of each raw key are
+live/control/preset_checks.py; finding, listing and reading the files (and
+``PresetError``) is live/control/preset_files.py; the atomic write is engine/atomic.py.
 """
 from __future__ import annotations
 
-import dataclasses
-import math
 import os
 import re
 import tomllib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import tomli_w
 
+from engine.atomic import write_atomically
 from engine.bends import Bend
-from engine.chain import ChainConfig
 from engine.features import TAPERS
 from engine.mappings import Mapping
-from engine.operators import get_operator
-from engine.stream import StreamConfig
-from engine.walk import WalkConfig
-from live.control.limits import SEED_MAX
-from live.control.preset_files import (PresetError, list_presets, find_preset, preset_dirs, preset_files_in, read_toml,
-                                       write_atomically)
+from engine.pipelines import PIPELINES, Config
+from live.control.arguments import CommandError
+from live.control.preset_checks import SIZE_KEYS, checked_settings, expect, join, merged, preset_kwargs
+from live.control.preset_files import PresetError, find_preset, list_presets, preset_dirs, preset_files_in, read_toml
+from live.control.state import state_from_preset
 
-__all__ = [
-    "BEND_KEYS", "CONFIGS", "MODEL_KEYS", "PIPELINES", "Preset", "SIZE_KEYS", "TOP_KEYS",
-    "check_presets", "load_named_preset", "load_preset", "preset_state", "save_preset",
-]
-
-PIPELINES = ("stream", "walk", "chain")
-CONFIGS: dict[str, type] = {"stream": StreamConfig, "walk": WalkConfig, "chain": ChainConfig}
-TOP_KEYS = ("name", "description", "pipeline", "model", "bends", "features", "on")  # and the pipeline's own table
-FEATURE_KEYS = ("taper",)
-MODEL_KEYS = ("name", "vae", "width", "height")
-SIZE_KEYS = ("width", "height")  # written in [model], passed into the pipeline config
-BEND_KEYS = tuple(f.name for f in dataclasses.fields(Bend)) + ("mapping",)
-
-Config = Union[StreamConfig, WalkConfig, ChainConfig]
-
-
-def _join(items: Iterable[Any]) -> str:
-    return ", ".join(str(i) for i in items)
-
-
-def _unknown(keys: Iterable[str], allowed: Iterable[str]) -> str:
-    keys = list(keys)
-    names = _join(repr(k) for k in keys)
-    return f"unknown key{'s' if len(keys) > 1 else ''} {names}; allowed: {_join(allowed)}"
-
-
-# -- value types -------------------------------------------------------------------------
-
-_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "an array"}
-
-
-def _type_ok(value: Any, typ: type) -> bool:
-    if typ is bool:
-        return isinstance(value, bool)
-    if typ is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if typ is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return isinstance(value, typ)
-
-
-def _expect(value: Any, typ: type, key: str) -> None:
-    if not _type_ok(value, typ):
-        what = "a finite number" if typ is float else _TYPE_WORDS.get(typ, typ.__name__)
-        raise PresetError(None, key, f"must be {what} (got {value!r})")
-
-
-def _config_fields(cls: type) -> dict[str, tuple[type, bool]]:
-    """{field: (type, optional)} of a config dataclass, from its resolved annotations."""
-    hints = typing.get_type_hints(cls)
-    out = {}
-    for f in dataclasses.fields(cls):
-        t, optional = hints[f.name], False
-        if typing.get_origin(t) in (Union, types.UnionType):
-            args = [a for a in typing.get_args(t) if a is not type(None)]
-            optional, t = len(args) < len(typing.get_args(t)), args[0]
-        out[f.name] = (t, optional)
-    return out
-
-
-def _blame(build: Callable[[dict], Any], base: dict, d: dict, prefix: str, error: Exception) -> PresetError:
-    """Find the key of ``d`` that alone makes ``build`` fail (on top of a valid ``base``), so
-    the message can point at it; a failure no single key causes is reported at ``prefix``."""
-    for k, v in d.items():
-        try:
-            build({**base, k: v})
-        except (ValueError, TypeError) as e:
-            return PresetError(None, f"{prefix}.{k}", str(e))
-    return PresetError(None, prefix, str(error))
-
-
-# -- the preset --------------------------------------------------------------------------
+__all__ = ["Preset", "check_presets", "load_named_preset", "load_preset", "load_preset_model", "preset_state",
+           "save_preset"]
 
 
 @dataclass
@@ -171,19 +97,19 @@ class Preset:
     def _validate(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise PresetError(None, "name", f"must be a non-empty string (got {self.name!r})")
-        _expect(self.description, str, "description")
+        expect(self.description, str, "description")
         if self.pipeline not in PIPELINES:
-            raise PresetError(None, "pipeline", f"unknown pipeline (got {self.pipeline!r}); allowed: {_join(PIPELINES)}")
+            raise PresetError(None, "pipeline", f"unknown pipeline (got {self.pipeline!r}); allowed: {join(PIPELINES)}")
         for key, value in (("model.name", self.model), ("model.vae", self.vae)):
             if not isinstance(value, str) or not value.strip():
                 raise PresetError(None, key, f"must be a non-empty string (got {value!r})")
         for key in SIZE_KEYS:
             value = getattr(self, key)
             if value is not None:
-                _expect(value, int, f"model.{key}")
+                expect(value, int, f"model.{key}")
         if self.taper not in TAPERS:
-            raise PresetError(None, "features.taper", f"unknown taper {self.taper!r}; allowed: {_join(TAPERS)}")
-        self.settings = self._checked_settings(dict(self.settings))
+            raise PresetError(None, "features.taper", f"unknown taper {self.taper!r}; allowed: {join(TAPERS)}")
+        self.settings = checked_settings(self.pipeline, dict(self.settings), self.width, self.height)
         self.bends, self.mappings = list(self.bends), list(self.mappings)
         for i, bend in enumerate(self.bends):
             if not isinstance(bend, Bend):
@@ -195,34 +121,8 @@ class Preset:
             if mapping is not None and not isinstance(mapping, Mapping):
                 raise PresetError(None, f"bends[{i}].mapping", f"must be a Mapping or None (got {mapping!r})")
 
-    def _checked_settings(self, settings: dict) -> dict:
-        table, cls = self.pipeline, CONFIGS[self.pipeline]
-        known = _config_fields(cls)
-        allowed = [k for k in known if k not in SIZE_KEYS]
-        for key, value in list(settings.items()):
-            if key in SIZE_KEYS:
-                raise PresetError(None, f"{table}.{key}", f"belongs in [model] (model.{key}), not in [{table}]")
-            if key not in known:
-                raise PresetError(None, table, _unknown([key], allowed))
-            typ, optional = known[key]
-            if value is None and optional:
-                del settings[key]  # None is the default; TOML cannot write it anyway
-                continue
-            _expect(value, typ, f"{table}.{key}")
-            if key == "seed" and not 0 <= value <= SEED_MAX:  # a seed OSC and torch can both carry
-                raise PresetError(None, f"{table}.seed", f"must be an integer 0..{SEED_MAX} (got {value})")
-        try:
-            self._config_with(settings)
-        except (ValueError, TypeError) as e:
-            sizes = {k: getattr(self, k) for k in SIZE_KEYS if getattr(self, k) is not None}
-            blamed = _blame(lambda d: cls(**d), {}, {**settings, **sizes}, table, e)
-            if blamed.key and blamed.key.split(".")[-1] in SIZE_KEYS:
-                blamed = PresetError(None, "model." + blamed.key.split(".")[-1], blamed.problem)
-            raise blamed from None
-        return settings
-
     def _config_with(self, settings: dict) -> Config:
-        return CONFIGS[self.pipeline](**settings, width=self.width, height=self.height)
+        return PIPELINES[self.pipeline][1](**settings, width=self.width, height=self.height)
 
     def config(self) -> Config:
         """A fresh StreamConfig / WalkConfig / ChainConfig: the defaults, the pipeline table
@@ -263,9 +163,9 @@ class Preset:
             return self
         base = self.to_dict()
         base.pop("on", None)
-        merged = _merged(base, table)
-        merged["model"] = {**merged.get("model", {}), "name": model_name}
-        return Preset.from_dict(merged, source=f"preset {self.name!r} [on.{model_name}]")
+        data = merged(base, table)
+        data["model"] = {**data.get("model", {}), "name": model_name}
+        return Preset.from_dict(data, source=f"preset {self.name!r} [on.{model_name}]")
 
     @classmethod
     def from_dict(cls, d: Any, source: str = "<dict>", *, default_name: Optional[str] = None) -> "Preset":
@@ -273,141 +173,23 @@ class Preset:
         PresetErrors reading ``<source>: <key path>: <problem>``. ``default_name`` is used
         when the data has no ``name`` (a file's stem)."""
         try:
-            return cls(**_parse(d, default_name))
+            kwargs = preset_kwargs(d, default_name)
+            _check_overrides(d, kwargs["overrides"])
+            return cls(**kwargs)
         except PresetError as e:
             raise e.at(source) from None
 
 
-def _merged(base: dict, over: dict) -> dict:
-    """``base`` with ``over`` merged on: nested tables key by key, everything else replaced."""
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
-def _parse_overrides(d: dict, pipeline: str) -> dict[str, dict]:
-    """``[on.<model>]`` tables: each a partial preset (no name, no nested ``on``), checked by
-    building the merged preset, so a bad key fails when the file is read, not mid-show."""
-    on = d.get("on", {})
-    if not isinstance(on, dict):
-        raise PresetError(None, "on", f"must be a table of per-model tables ([on.mini]) (got {on!r})")
-    for model, table in on.items():
-        if not isinstance(table, dict):
-            raise PresetError(None, f"on.{model}", f"must be a table of preset keys (got {table!r})")
-        bad = [k for k in table if k in ("name", "on")]
-        if bad:
-            raise PresetError(None, f"on.{model}", f"cannot set {_join(bad)}; allowed: the preset's other keys")
-        base = {k: v for k, v in d.items() if k != "on"}
+def _check_overrides(d: dict, overrides: dict[str, dict]) -> None:
+    """Build the preset each ``[on.<model>]`` table makes, so a bad key in one fails when the
+    file is read, not mid-show; the error's key path starts at ``on.<model>``."""
+    base = {k: v for k, v in d.items() if k != "on"}
+    for model, table in overrides.items():
         try:
-            Preset.from_dict(_merged(base, table), default_name=str(d.get("name", "preset")))
+            Preset.from_dict(merged(base, table), default_name=str(d.get("name", "preset")))
         except PresetError as e:
             raise PresetError(None, f"on.{model}.{e.key}" if e.key else f"on.{model}", e.problem) from None
-    return {str(model): dict(table) for model, table in on.items()}
 
-
-def _parse(d: Any, default_name: Optional[str]) -> dict[str, Any]:
-    """Raw preset data -> Preset keyword arguments, checking keys and types on the way."""
-    if not isinstance(d, dict):
-        raise PresetError(None, None, f"a preset must be a table of keys (got {type(d).__name__})")
-    pipeline = d.get("pipeline", "stream")
-    if not isinstance(pipeline, str) or pipeline not in PIPELINES:
-        raise PresetError(None, "pipeline", f"unknown pipeline (got {pipeline!r}); allowed: {_join(PIPELINES)}")
-    for key in d:
-        if key in PIPELINES and key != pipeline:
-            raise PresetError(None, key, f"a [{key}] table in a {pipeline} preset; this preset's settings "
-                                         f"table is [{pipeline}] (or set pipeline = \"{key}\")")
-    unknown = [k for k in d if k not in TOP_KEYS and k != pipeline]
-    if unknown:
-        raise PresetError(None, None, _unknown(unknown, TOP_KEYS[:4] + (pipeline, "bends", "features")))
-
-    name = d.get("name", default_name)
-    if name is None:
-        raise PresetError(None, "name", "missing; a preset needs a name")
-    _expect(name, str, "name")
-    _expect(d.get("description", ""), str, "description")
-    kwargs: dict[str, Any] = {"name": name, "pipeline": pipeline, "description": d.get("description", "")}
-
-    model = d.get("model", {})
-    if isinstance(model, str):
-        model = {"name": model}  # model = "sd-turbo" as a shorthand for [model] name = ...
-    if not isinstance(model, dict):
-        raise PresetError(None, "model", f"must be a table ([model]) or a model name (got {model!r})")
-    unknown = [k for k in model if k not in MODEL_KEYS]
-    if unknown:
-        raise PresetError(None, "model", _unknown(unknown, MODEL_KEYS))
-    for key, typ in (("name", str), ("vae", str), ("width", int), ("height", int)):
-        if key in model:
-            _expect(model[key], typ, f"model.{key}")
-    kwargs.update({"model" if k == "name" else k: v for k, v in model.items()})
-
-    settings = d.get(pipeline, {})
-    if not isinstance(settings, dict):
-        raise PresetError(None, pipeline, f"must be a table ([{pipeline}]) (got {settings!r})")
-    kwargs["settings"] = settings
-
-    raw_bends = d.get("bends", [])
-    if not isinstance(raw_bends, list):
-        raise PresetError(None, "bends", f"must be an array of tables ([[bends]]) (got {raw_bends!r})")
-    parsed = [_parse_bend(b, f"bends[{i}]") for i, b in enumerate(raw_bends)]
-    kwargs["bends"] = [b for b, _ in parsed]
-    kwargs["mappings"] = [m for _, m in parsed]
-
-    features = d.get("features", {})
-    if not isinstance(features, dict):
-        raise PresetError(None, "features", f"must be a table ([features]) (got {features!r})")
-    unknown = [k for k in features if k not in FEATURE_KEYS]
-    if unknown:
-        raise PresetError(None, "features", _unknown(unknown, FEATURE_KEYS))
-    if "taper" in features:
-        _expect(features["taper"], str, "features.taper")
-        kwargs["taper"] = features["taper"]
-    kwargs["overrides"] = _parse_overrides(d, pipeline)
-    return kwargs
-
-
-# Bend fields and the TOML types each may take (Bend itself checks the values).
-_BEND_TYPES: dict[str, tuple[type, ...]] = {
-    "operator": (str,), "layer": (str, int), "param": (float,), "target": (str, list),
-    "step": (int, str, list), "normalize": (int, str), "opts": (dict,), "enabled": (bool,),
-}
-
-
-def _parse_bend(d: Any, key: str) -> tuple[Bend, Optional[Mapping]]:
-    if not isinstance(d, dict):
-        raise PresetError(None, key, f"a bend must be a table ([[bends]]) (got {d!r})")
-    unknown = [k for k in d if k not in BEND_KEYS]
-    if unknown:
-        raise PresetError(None, key, _unknown(unknown, BEND_KEYS))
-    if "operator" not in d:
-        raise PresetError(None, f"{key}.operator", "missing; every bend needs an operator")
-    for name, typs in _BEND_TYPES.items():
-        if name in d and not any(_type_ok(d[name], t) for t in typs):
-            words = " or ".join(_TYPE_WORDS.get(t, "an array" if t is list else "a table") for t in typs)
-            raise PresetError(None, f"{key}.{name}", f"must be {words} (got {d[name]!r})")
-    op = d["operator"]
-    try:
-        get_operator(op)
-    except ValueError as e:
-        raise PresetError(None, f"{key}.operator", str(e)) from None
-    fields_ = {k: v for k, v in d.items() if k != "mapping"}
-    try:
-        bend = Bend.from_dict(fields_, bare_int="refuse")  # a bare layer number is ambiguous in a preset
-    except (ValueError, TypeError) as e:
-        blamed = _blame(lambda f: Bend.from_dict(f, bare_int="refuse"), {"operator": op}, fields_, key, e)
-        if blamed.key == f"{key}.opts":  # point at the option itself
-            blamed = _blame(lambda o: Bend(op, opts=o), {}, d["opts"], blamed.key, ValueError(blamed.problem))
-        raise blamed from None
-
-    mapping = d.get("mapping")
-    if mapping is not None:
-        if not isinstance(mapping, dict):
-            raise PresetError(None, f"{key}.mapping", f"must be a table ([bends.mapping]) (got {mapping!r})")
-        try:
-            mapping = Mapping.from_dict(dict(mapping))
-        except (ValueError, TypeError) as e:
-            raise _blame(Mapping.from_dict, {"feature": "rms"}, mapping, f"{key}.mapping", e) from None
-    return bend, mapping
 
 
 # -- loading and saving ------------------------------------------------------------------
@@ -447,8 +229,6 @@ def preset_state(which, slots: Sequence[str] = (), limits=None):
     at the edge (on the OSC thread, never the render thread): a name from the preset
     folders, or a slot number into ``slots`` (the presets given on the command line, which
     may be paths). Raises PresetError or CommandError (both ValueErrors) with the reason."""
-    from live.control.state import CommandError, state_from_preset
-
     if isinstance(which, str):
         preset = load_named_preset(which)
     else:
@@ -502,7 +282,7 @@ def save_preset(preset: Preset, path: Union[str, Path], *, overwrite: bool = Tru
         mode = path.stat().st_mode & 0o777
     text = tomli_w.dumps(preset.to_dict())
     Preset.from_dict(tomllib.loads(text), source=source)  # never write what would not load back
-    write_atomically(path, text, mode)
+    write_atomically(path, text, mode=mode)
     return path
 
 
