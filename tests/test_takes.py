@@ -36,6 +36,25 @@ def test_never_overwrites_a_take(tmp_path):
         TakeRecorder(tmp_path / "t", start_state=ShowState(), feature_names=FEATURE_NAMES)
 
 
+def test_take_json_is_written_atomically_and_synced_on_the_writer_thread(tmp_path, monkeypatch):
+    import threading
+
+    real_fsync, synced = os.fsync, []
+
+    def fsync(fd):
+        synced.append((threading.current_thread(), os.fstat(fd).st_ino))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with TakeRecorder(tmp_path / "t", start_state=ShowState(prompt="neon"), feature_names=FEATURE_NAMES):
+        pass
+    assert load_take(tmp_path / "t").start_state == ShowState(prompt="neon")
+    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["commands.jsonl", "features.f64", "take.json"]
+    inodes = [inode for _, inode in synced]  # a rename keeps the temp file's inode
+    assert (tmp_path / "t" / "take.json").stat().st_ino in inodes and (tmp_path / "t").stat().st_ino in inodes
+    assert threading.current_thread() not in [thread for thread, _ in synced]
+
+
 def test_not_a_take(tmp_path):
     with pytest.raises(TakeError, match="no take.json"):
         load_take(tmp_path)

@@ -7,10 +7,11 @@ A take is a folder:
     features.f64      the feature stream, rows of [t, feature values...] as raw float64
     audio.f32         (optional) the input audio, mono float32 samples at the take's rate
 
-Every file is append-only and flushed (and fsynced) at least once a second, by the
-recorder's own thread (the render thread never waits for a disk), so killing the app
-mid-take leaves a readable take up to the last second: a torn last line or row is dropped
-on reading. Times are seconds since the take started, on the show clock.
+All of them are written by the recorder's own thread (the render thread never waits for
+a disk): take.json once, atomically and fsynced (engine/atomic.py); the others append-only,
+flushed and fsynced at least once a second, so killing the app mid-take leaves a readable
+take up to the last second: a torn last line or row is dropped on reading. Times are
+seconds since the take started, on the show clock.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
+from engine.atomic import write_atomically
 from live.control.state import Command, ShowState
 
 FLUSH_EVERY_S = 0.5  # under the promised one second, with margin for a slow disk
@@ -59,9 +61,7 @@ class TakeRecorder:
                 "model": model, "size": list(size) if size else None,
                 "feature_names": self.feature_names, "audio_rate": audio_rate,
                 "start_state": start_state.to_dict()}
-        tmp = self.folder / ".take.json.tmp"
-        tmp.write_text(json.dumps(meta, indent=1))
-        os.replace(tmp, self.folder / "take.json")
+        self._meta = json.dumps(meta, indent=1)  # written (atomically, fsynced) by the writer thread
         self._files = {"commands": open(self.folder / "commands.jsonl", "ab"),
                        "features": open(self.folder / "features.f64", "ab")}
         if audio_rate:
@@ -94,7 +94,9 @@ class TakeRecorder:
             self._queue.put(("audio", np.ascontiguousarray(samples, dtype=np.float32).tobytes()))
 
     def _write(self) -> None:
-        """The writer thread: append what arrives, sync every FLUSH_EVERY_S, finish on None."""
+        """The writer thread: take.json first, then append what arrives, sync every
+        FLUSH_EVERY_S, finish on None."""
+        write_atomically(self.folder / "take.json", self._meta)
         last_sync = time.monotonic()
         while True:
             try:
@@ -198,8 +200,6 @@ class TakePlayer:
     had just arrived over OSC. Stops on ``stop()`` or at the end of the take."""
 
     def __init__(self, take: Take, submit, clock=time.monotonic):
-        import threading
-
         self.take, self.submit, self.clock = take, submit, clock
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="netbend-replay", daemon=True)
