@@ -4,78 +4,18 @@ same app in a real glfw window under Xvfb."""
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from pythonosc.osc_packet import OscPacket
-from pythonosc.osc_message_builder import OscMessageBuilder
 
-from engine.demo_audio import demo_audio
-from live.media import probe, write_audio_wav
+from helpers_live import ROOT, Osc, demo_wav, free_port, netbend  # noqa: F401  (demo_wav: the fixture)
+from live.media import probe
 from live.control.takes import load_take
+from pulse import pulse  # noqa: F401  (session fixture)
 from xvfb import xvfb  # noqa: F401  (session fixture)
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def netbend(*args, env=None):
-    return subprocess.Popen([sys.executable, "-m", "live.cli", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env or os.environ.copy())
-
-
-class Osc:
-    """The controller side: sends from one UDP socket and reads replies and echoes on it
-    (the app's feedback target is this socket too)."""
-
-    def __init__(self, port: int):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port, self.app = self.sock.getsockname()[1], port
-
-    def send(self, address, *args):
-        b = OscMessageBuilder(address=address)
-        for a in args:
-            b.add_arg(a)
-        self.sock.sendto(b.build().dgram, ("127.0.0.1", self.app))
-
-    def receive(self, timeout=2.0, until=None):
-        got, deadline = [], time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                data, _ = self.sock.recvfrom(65536)
-            except socket.timeout:
-                break
-            messages = [timed.message for timed in OscPacket(data).messages]  # a message or a bundle
-            got += [(m.address, tuple(m.params)) for m in messages]
-            if until and any(m.address == until for m in messages):
-                break
-        return got
-
-    def wait_for_app(self, timeout=60.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.send("/netbend/state")  # answered while the model loads too: wait for /netbend/ready 1
-            if ("/netbend/ready", (1,)) in self.receive(0.5, until="/netbend/state/end"):
-                return
-        raise AssertionError("the app never answered /netbend/state")
-
-
-@pytest.fixture(scope="module")
-def demo_wav(tmp_path_factory):
-    path = tmp_path_factory.mktemp("audio") / "demo.wav"
-    write_audio_wav(path, demo_audio(seconds=20.0), 44100)
-    return path
 
 
 def test_osc_controls_a_running_show_records_a_take_and_renders_it(demo_wav, tmp_path):
@@ -205,7 +145,7 @@ def test_a_missing_display_says_to_use_headless(tmp_path):
 
 
 def test_live_options_are_checked_when_made():
-    from live.show.app import LiveOptions
+    from live.show.options import LiveOptions
 
     for kwargs, message in [({"osc_port": -1}, "--osc-port must be a UDP port 0..65535.*--no-osc"),
                             ({"osc_port": 70000}, "--osc-port must be"),
@@ -218,3 +158,60 @@ def test_live_options_are_checked_when_made():
             LiveOptions(**kwargs)
     assert LiveOptions(osc_port=None).osc_port is None  # no OSC: None, not a magic port number
 
+
+def test_live_options_check_every_field_and_name_it():
+    from live.show.options import LiveOptions
+
+    for kwargs, message in [({"gain_db": 100.0}, "--gain must be -60..40 dB"),
+                            ({"gate_db": 3.0}, "--gate must be a level in dBFS"),
+                            ({"channels": "left"}, "--channels must be 1-based"),
+                            ({"channels": "0,1"}, "--channels must be 1-based"),
+                            ({"tempo": 5.0}, "--tempo must be 20..300 BPM"),
+                            ({"quantize": "sometimes"}, "--quantize must be one of off, beat, bar"),
+                            ({"backend": "onnx"}, "unknown --backend 'onnx'"),
+                            ({"size": (100, 64)}, "bad --size 100x64.*multiples of 8"),
+                            ({"oscquery_port": -1}, "--oscquery-port must be"),
+                            ({"osc_feedback": ("127.0.0.1", 0)}, "--osc-feedback must be"),
+                            ({"slots": ["default", ""]}, "--slots must be preset names"),
+                            ({"preset": ""}, "--preset must be"),
+                            ({"outputs": "ndi"}, "outputs must be a live.outputs.options.OutputOptions")]:
+        with pytest.raises(ValueError, match=message):
+            LiveOptions(**kwargs)
+    assert LiveOptions(channels="2,1").channel_list() == [2, 1] and LiveOptions().channel_list() is None
+    assert LiveOptions(oscquery_port=0).oscquery_port == 0  # 0: no OSCQuery, as OSCQuery tools spell it
+
+
+def test_the_starting_state_has_the_command_lines_gain_and_quantize(tmp_path):
+    """--gain and --quantize reach /netbend/state from the first reply on (before the fix
+    the state said 0 dB until the first /netbend/gain, and quantize off once the show ran)."""
+    port = free_port()
+    osc = Osc(port)
+    app = netbend("live", "--headless", "--duration", "6", "--model", "tiny", "--no-audio", "--gain", "6",
+                  "--quantize", "beat", "--osc-port", str(port), "--oscquery-port", "0")
+    try:
+        loading = {}
+        while "/netbend/gain" not in loading and app.poll() is None:  # answered while the model loads
+            osc.send("/netbend/state")
+            loading = dict(osc.receive(0.5, until="/netbend/state/end"))
+        osc.wait_for_app(timeout=240)  # /netbend/ready 1: the show runs, so the state is the show's own
+        osc.send("/netbend/state")
+        running = dict(osc.receive(2.0, until="/netbend/state/end"))
+        out, err = app.communicate(timeout=90)
+    finally:
+        if app.poll() is None:
+            app.kill()
+    assert app.returncode == 0, err
+    for state in (loading, running):
+        assert state["/netbend/gain"] == (6.0,)
+        assert state["/netbend/quantize"] == ("beat",)
+
+
+def test_a_line_in_without_channels_runs(pulse):
+    """`--audio-device` alone records the device's first channel (before the fix it asked
+    AudioInput for channels=None and stopped with "channels must be a count")."""
+    proc = subprocess.run([sys.executable, "-m", "live.cli", "live", "--headless", "--model", "tiny",
+                           "--audio-device", "pulse", "--gain", "3", "--duration", "3", "--osc-port", "-1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=180, env=os.environ.copy())
+    assert proc.returncode == 0, proc.stderr
+    stats = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert stats["frames"] > 0 and stats["audio_overruns"] >= 0

@@ -147,7 +147,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _live(args: argparse.Namespace) -> int:
     from live.outputs.options import OutputOptions
-    from live.show.app import LiveOptions, format_stats, parse_host_port, run_live
+    from live.show.app import format_stats, run_live
+    from live.show.options import LiveOptions, parse_host_port
     from live.cli.render import parse_frame_size
 
     opts = LiveOptions(

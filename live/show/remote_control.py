@@ -1,0 +1,105 @@
+"""The show's remote control: OSC and its OSCQuery twin, opened before the model loads.
+
+``open_remote_control`` starts the OSC server at once, so a patch's first messages are not
+lost while the model loads: they wait in a ``StartGate`` and are answered from the starting
+state; ``RemoteControl.connect`` hands them to the show once it runs and from then on
+checks every command against the loaded model. OSCQuery (default: the OSC port + 10) is
+optional: a port in use costs the show its discovery, not its start.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from live.show.options import LiveOptions
+
+log = logging.getLogger("netbend.live")
+
+__all__ = ["RemoteControl", "mapped_values", "open_remote_control"]
+
+
+@dataclass
+class RemoteControl:
+    """The OSC server and its OSCQuery twin; until ``connect`` commands wait in ``gate``."""
+    server: Any
+    control: Any
+    gate: Any
+    query: Any = None
+
+    def connect(self, show, features: bool) -> None:
+        """From now on commands are checked against the show's model and go to the show;
+        with ``features`` the show's audio features go out too (frozen or not)."""
+        server = self.server
+        self.control.layers = show.limits
+        self.control.stats = lambda: {**show.stats(), "osc_dropped": server.dropped,
+                                      "osc_replies_dropped": server.replies_dropped}
+        show.echo, show.error = server.echo, server.error
+        if features:
+            show.on_features = lambda frame: server.send_features(frame, mapped_values(show))
+        held = self.gate.open(show)
+        if held:
+            log.info("%d OSC command(s) sent while the model loaded go to the show now", held)
+
+    def stop(self) -> None:
+        """Safe to call twice: the show's close and run_live's both do."""
+        for thing in (self.query, self.server):
+            if thing is not None:
+                thing.stop()
+        self.query = self.server = None
+
+
+def open_remote_control(opts: LiveOptions, first, slots: list[str], tempo) -> RemoteControl:
+    from live.control.osc import OscControl, StartGate
+    from live.control.osc_server import OscServer
+    from live.control.preset_files import user_preset_path
+    from live.control.presets import preset_state
+
+    gate = StartGate(first)
+    control = OscControl(get_state=gate.get_state, submit=gate.submit, tempo=tempo,
+                         # presets are read on the OSC thread, by name from the preset folders
+                         load_preset=lambda which: preset_state(which, slots, control.layers),
+                         check_save=user_preset_path, ready=lambda: gate.is_open)
+    server = OscServer(control, host=opts.osc_host, port=opts.osc_port, allow=opts.osc_allow or None,
+                       feedback=opts.osc_feedback, features_hz=opts.features_hz).start()
+    side = RemoteControl(server, control, gate)
+    try:
+        log.info("OSC on %s:%d (commands wait for the show to start)", opts.osc_host, server.port)
+        tempo.on_change.append(lambda bpm: server.to_feedback("/netbend/tempo", (float(bpm),)))
+        side.query = _open_oscquery(opts, side, tempo)
+    except BaseException:
+        side.stop()
+        raise
+    return side
+
+
+def _open_oscquery(opts: LiveOptions, side: RemoteControl, tempo):
+    """OSCQuery on --oscquery-port (default the OSC port + 10, 0: none); a port in use
+    costs the show its discovery, not its start."""
+    port = opts.oscquery_port if opts.oscquery_port is not None else side.server.port + 10
+    if not port:
+        return None
+    from live.control.oscquery import OscQueryServer
+
+    try:
+        query = OscQueryServer(side.gate.get_state, osc_port=side.server.port, host=opts.osc_host, port=port,
+                               layers=lambda: side.control.layers.layers if side.control.layers else (),
+                               extra_values=tempo.values).start()
+    except OSError as e:
+        log.warning("%s; the show goes on without OSCQuery (--oscquery-port 0 turns it off)", e)
+        return None
+    side.server.on_changed.append(query.changed)
+    return query
+
+
+def mapped_values(show) -> dict:
+    """/netbend/bend/<n>/value: the param each mapped bend rendered with last, so a slider
+    in the patch can follow what the audio does to it."""
+    out, bends, k = {}, list(getattr(show, "_last_bends", ())), 0
+    for n, slot in enumerate(show.state.slots, start=1):
+        if slot is None:
+            continue
+        if slot.mapping is not None and k < len(bends):
+            out[f"/netbend/bend/{n}/value"] = float(bends[k].param)
+        k += 1
+    return out
