@@ -207,3 +207,52 @@ def test_presets_command_lists_and_checks(capsys, tmp_path):
     bad.write_text('name = "bad"\npipeline = "stream"\n[[bends]]\noperator = "rotat"\n')
     assert main(["presets", "--check", str(bad)]) == 2
     assert "bends[0].operator" in capsys.readouterr().out
+
+
+def test_render_and_sweep_jobs_check_their_fields_when_made(tmp_path):
+    """A wrong field fails when the job is made (a batch table, a Ray job), named, before
+    anything is loaded or written."""
+    from live.cli.render import RenderError
+    from live.cli.sweep import SweepJob
+
+    out = tmp_path / "o.mp4"
+    for kwargs, message in [({"fps": 0}, r"bad --fps 0; allowed: 0 < fps <= 240"),
+                            ({"fps": float("nan")}, "bad --fps"),
+                            ({"size": (100, 64)}, "bad --size 100x64; .*multiples of 8"),
+                            ({"size": (512,)}, r"bad --size \(512,\); give \(width, height\)"),
+                            ({"span": (3.0, 1.0)}, "bad --seconds 3:1; need 0 <= START < END"),
+                            ({"steps": 0}, "--steps must be 1..50"),
+                            ({"backend": "fast"}, "unknown --backend 'fast'"),
+                            ({"take": tmp_path / "t", "audio": tmp_path / "a.wav"}, "not both"),
+                            ({"prompts": "starry night"}, "bad --prompts"),
+                            ({"preset": " "}, "--preset must be")]:
+        with pytest.raises(RenderError, match=message):
+            RenderJob(output=out, **kwargs)
+    assert RenderJob(output=out, size=[64, 64]).size == (64, 64)
+    sheet = dict(output=tmp_path / "s.png", operator="multiply", params="0,1")
+    for changes, message in [({"output": tmp_path / "s.jpg"}, "must end in .png"),
+                             ({"params": "a,b"}, "bad --params"),
+                             ({"operator": "wobble"}, "wobble"),
+                             ({"layers": "3"}, "3"),
+                             ({"size": (30, 30)}, "multiples of 8"),
+                             ({"backend": "fast"}, "unknown --backend")]:
+        with pytest.raises(ValueError, match=message):
+            SweepJob(**{**sheet, **changes})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_one_size_rule_per_flag():
+    from live.cli.build_engines import ENGINE_SIZE
+    from live.cli.checks import FRAME_SIZE, SizeRule
+    from live.cli.render import RenderError, parse_frame_size
+
+    assert parse_frame_size("512x384") == (512, 384) and parse_frame_size(None) is None
+    with pytest.raises(RenderError, match="write WIDTHxHEIGHT"):
+        parse_frame_size("512")
+    assert FRAME_SIZE.check((4096, 8)) == (4096, 8)
+    with pytest.raises(ValueError, match=r"bad --size '512x500'; engines have fixed shapes .* multiples of 64"):
+        ENGINE_SIZE.parse("512x500")
+    picture = SizeRule(multiple=1, smallest=2, largest=8192, example="1920x1080")
+    assert picture.parse("1919x1080", "--output-size") == (1919, 1080)
+    with pytest.raises(ValueError, match=r"bad --output-size '1x1080'; width and height must be 2..8192 pixels"):
+        picture.parse("1x1080", "--output-size")
