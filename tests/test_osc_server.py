@@ -318,6 +318,17 @@ def test_allow_list_entries_are_checked():
         OscServer(control, allow=["my-laptop"])
 
 
+def test_to_feedback_sends_one_message_to_the_feedback_target_only_while_running(live):
+    s = live()
+    s.server.to_feedback("/netbend/tempo", (128.0,))  # what a Link or tap tempo change sends
+    assert s.feedback.collect(count=1) == [("/netbend/tempo", (128.0,))]
+    s.server.stop()
+    s.server.to_feedback("/netbend/tempo", (90.0,))  # stopped: nothing leaves, nothing raises
+    assert s.feedback.collect(timeout=0.2) == []
+    with OscServer(OscControl(ShowState, lambda c: None)) as silent:
+        silent.to_feedback("/netbend/tempo", (90.0,))  # no feedback target: nothing to do
+
+
 def test_audio_features_go_to_the_feedback_target_at_most_features_hz(live):
     s = live()
     clock = FakeClock(0.0)
