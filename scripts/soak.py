@@ -282,7 +282,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def measured_phases(show: Show, feedback: Feedback, flood: Flood, seconds: float) -> dict:
-    """Quiet, flood, quiet again, then the reply ratios; printed as they come."""
+    """Quiet, flood, quiet again, then the reply ratios; printed once all are measured."""
     phases = {"quiet": measure(show, feedback, seconds, "quiet")}
     flood.start()
     time.sleep(1.0)
