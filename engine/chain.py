@@ -19,13 +19,12 @@ i / fps) replaces the single prompt.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Iterable, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor
 
 from .pipeline_base import BentPipeline, check_size
-from .bends import Bend
 from .prompts import PromptSchedule
 from .sampling import ddim_scheduler, denoise
 
@@ -63,12 +62,8 @@ class ChainConfig:
 
 
 class ChainPipeline(BentPipeline):
-    fps = 20.0  # frames per second of the render: the clock a prompt schedule is read by
-
-    def __init__(self, model, config: Optional[ChainConfig] = None, bends: Iterable[Bend] = (),
-                 backend: str = "eager"):
-        super().__init__(model, config or ChainConfig(), bends, backend)
-        self._image: Optional[Tensor] = None
+    config_type = ChainConfig
+    _image: Optional[Tensor] = None  # the frame the next one starts from; None: start from the prompt
 
     @torch.no_grad()
     def prepare(self, init_image: Optional[Tensor] = None) -> None:

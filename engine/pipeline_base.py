@@ -6,11 +6,15 @@ from typing import Iterable, Optional
 
 from .bending import Bender
 from .bends import Bend
-from .segments import SegmentedUNet, TracedSegment
+from .segments import BACKENDS, SegmentedUNet
+from .traced import TracedSegment
 
 log = logging.getLogger("netbend.pipeline")
 
-PIPELINE_BACKENDS = ("eager", "compile", "trace", "tensorrt")
+# The segment back-ends (engine.segments) but ONNX: a pipeline makes its own runners, and
+# ONNX's come from files the caller exported (engine.export). A pipeline's "eager" is the
+# hooked U-Net itself rather than eager segments: the same computation.
+PIPELINE_BACKENDS = tuple(b for b in BACKENDS if b != "onnx")
 
 
 def shared_segments(model, backend: str, bender: Optional[Bender] = None, compile_options: Optional[dict] = None,
@@ -68,11 +72,14 @@ class BentPipeline:
     tensorrt  the same segments as TensorRT engines, at this pipeline's size (CUDA only)
     """
 
-    def __init__(self, model, config, bends: Iterable[Bend] = (), backend: str = "eager"):
+    fps = 20.0  # frames per second of a render: the clock a prompt schedule is read by
+    config_type: type  # each pipeline's config dataclass: its defaults when no config is given
+
+    def __init__(self, model, config=None, bends: Iterable[Bend] = (), backend: str = "eager"):
         if backend not in PIPELINE_BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(PIPELINE_BACKENDS)}")
         self.model = model
-        self.config = config
+        self.config = config if config is not None else self.config_type()
         self.backend = backend
         if backend == "eager":
             self.bender = Bender(model.unet, bends)  # hooks once; bends change freely after

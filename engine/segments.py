@@ -15,12 +15,13 @@ first skip too (it bends the conv's output).
 
 Back-ends: ``eager`` calls the segments directly; ``compile`` wraps each segment in
 ``torch.compile``; ``trace`` runs each segment as a TorchScript graph traced at the first
-call of each input shape (``TracedSegment``: a second to make, no compiler, and no Python
-left per module); ``onnx`` and ``tensorrt`` call runners made from exported segments
-(``engine.export.load_onnx_segments``, ``engine.tensorrt.load_engines``), at the one
-shape they were exported for. The bends always run as plain eager code between segments and are read
-from ``bends_by_point`` and ``step`` at call time, so changing a bend's operator, param,
-target, step, or moving it among block-level points compiles nothing new.
+call of each input shape (``engine.traced.TracedSegment``: a second to make, no compiler,
+and no Python left per module); ``onnx`` and ``tensorrt`` call runners made from exported
+segments (``engine.export.load_onnx_segments``, ``engine.tensorrt.load_engines``), at the
+one shape they were exported for. The bends always run as plain eager code between
+segments and are read from ``bends_by_point`` and ``step`` at call time, so changing a
+bend's operator, param, target, step, or moving it among block-level points compiles
+nothing new.
 
 Points inside blocks (``down.1.attentions.0``) are not segment boundaries. Bends there go
 through ``engine.bending.Bender`` hooks and run the segments eagerly for as long as such a
@@ -30,8 +31,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
-import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
@@ -40,11 +41,35 @@ from torch import Tensor, nn
 
 from .bending import Bender, block_points, unet_points
 from .bends import Bend, apply_bends
+from .traced import TracedSegment
 
 log = logging.getLogger("netbend.segments")
 
-BACKENDS = ("eager", "compile", "trace", "onnx", "tensorrt")
-RUNNER_BACKENDS = ("onnx", "tensorrt")  # segments run by given runners (engine.export, engine.tensorrt)
+# The one list of back-ends. A SegmentedUNet runs any of BACKENDS; RUNNER_BACKENDS run
+# runners made from exported segments (engine.export, engine.tensorrt) and given to it.
+# engine.pipeline_base.PIPELINE_BACKENDS is derived from these: a pipeline makes its own
+# runners, which it can for TensorRT (from the engine cache) but not for ONNX.
+RUNNER_BACKENDS = ("onnx", "tensorrt")
+BACKENDS = ("eager", "compile", "trace", *RUNNER_BACKENDS)
+
+SEGMENT_NAME = re.compile(r"time|conv_in|mid|out|(down|up)\.\d+")
+
+
+def segment_names(unet: nn.Module) -> list[str]:
+    """The segments in the order the chain runs them: time, conv_in, down.*, mid, up.*, out.
+
+    Each segment but ``time`` ends at one block-level point of ``engine.bending`` (the
+    source of the names), so a segment boundary is exactly where a block-level bend acts;
+    the last one is called ``out`` since it also runs the output norm before ``conv_out``."""
+    unet = getattr(unet, "unet", unet)
+    return ["time", *("out" if p == "conv_out" else p for p in block_points(unet_points(unet)))]
+
+
+def segment_kind(name: str) -> str:
+    """'time', 'conv_in', 'down', 'mid', 'up' or 'out'."""
+    if not SEGMENT_NAME.fullmatch(name):
+        raise ValueError(f"unknown segment {name!r}; segments are time, conv_in, down.N, mid, up.N, out")
+    return name.split(".")[0]
 
 
 @dataclass
@@ -95,72 +120,6 @@ def default_compile_options(device: torch.device) -> dict:
     return {"backend": "aot_eager"}
 
 
-def _signature(value):
-    """What a traced graph is specialised to: a tensor's shape, dtype, device and layout; a
-    tuple's items; any other value (None, an upsample size) as itself."""
-    if isinstance(value, Tensor):
-        return (tuple(value.shape), value.dtype, value.device, value.stride())
-    if isinstance(value, tuple):
-        return tuple(_signature(v) for v in value)
-    return value
-
-
-def _is_tensors(value) -> bool:
-    return isinstance(value, Tensor) or (isinstance(value, tuple) and bool(value)
-                                         and all(isinstance(v, Tensor) for v in value))
-
-
-class _SegmentModule(nn.Module):
-    """One segment function as a Module whose forward takes only its tensor arguments, the
-    others fixed: what ``torch.jit.trace`` needs. The modules the function runs are
-    submodules (only those: TorchScript wraps every submodule it is given), so the traced
-    graph reads their own parameters, not copies."""
-
-    def __init__(self, parts: Iterable[nn.Module], fn: Callable, args: tuple):
-        super().__init__()
-        self.parts = nn.ModuleList(parts)
-        self._fn = fn
-        self._slots = [i for i, a in enumerate(args) if _is_tensors(a)]
-        self._fixed = [None if i in self._slots else a for i, a in enumerate(args)]  # no example tensors kept
-
-    def forward(self, *tensors):
-        args = list(self._fixed)
-        for i, value in zip(self._slots, tensors):
-            args[i] = value
-        return self._fn(*args)
-
-
-class TracedSegment:
-    """A segment run as TorchScript: traced (``torch.jit.trace``) the first time it meets
-    an input signature (shapes, dtypes, devices, strides, non-tensor arguments), then run
-    from that graph, which skips the Python of every diffusers module inside the segment;
-    at 64x64 on a CPU that Python is most of the U-Net's time. Tracing records one path
-    through the code, so a graph is only reused for inputs of the signature it was traced
-    at; a new signature traces a new graph (``traces`` counts them)."""
-
-    def __init__(self, fn: Callable, name: str, parts: Iterable[nn.Module]):
-        self.fn, self.name = fn, name
-        self.parts = [p for p in parts if p is not None]  # the modules fn runs
-        self.graphs: dict = {}
-        self.traces = 0
-
-    def __call__(self, *args):
-        key = _signature(args)
-        graph = self.graphs.get(key)
-        tensors = tuple(a for a in args if _is_tensors(a))
-        if graph is None:
-            module = _SegmentModule(self.parts, self.fn, args)
-            with warnings.catch_warnings():
-                # TracerWarnings about shape-dependent Python (fixed per signature here) and
-                # torch's deprecation notice for TorchScript
-                warnings.simplefilter("ignore")
-                graph = torch.jit.trace(module, tensors, check_trace=False)
-            self.graphs[key] = graph
-            self.traces += 1
-            log.debug("traced segment %s for %s", self.name, key)
-        return graph(*tensors)
-
-
 class SegmentedUNet(nn.Module):
     """A diffusers U-Net run as segments, with block-level bends applied between them.
 
@@ -179,8 +138,6 @@ class SegmentedUNet(nn.Module):
             raise ValueError(f"unknown segment backend {backend!r}; allowed: {', '.join(BACKENDS)}")
         self.unet = unet
         self.backend = backend
-        self.names: list[str] = list(unet_points(unet))
-        self.block_names: frozenset[str] = frozenset(block_points(self.names))
         # the bends and the step come from a Bender in "inner" mode: it hooks points inside
         # blocks only while a bend is set at one of them
         self.bender = bender if bender is not None else Bender(unet, hooks="inner")
@@ -188,11 +145,8 @@ class SegmentedUNet(nn.Module):
             raise ValueError("SegmentedUNet needs a Bender made with hooks='inner' (with 'all' its hooks would "
                              "bend the block-level points a second time)")
         self._noted_finer = False
-        self.segments: dict[str, Callable] = {  # name -> the eager segment function
-            "time": self._time, "conv_in": self._conv_in, "mid": self._mid, "out": self._out,
-            **{f"down.{i}": self._down(b) for i, b in enumerate(unet.down_blocks)},
-            **{f"up.{i}": self._up(b) for i, b in enumerate(unet.up_blocks)},
-        }
+        self.segments: dict[str, Callable] = {  # name -> the eager segment function, in chain order
+            name: self._segment(name) for name in segment_names(unet)}
         self.compile_options: dict = {}
         if backend in RUNNER_BACKENDS:
             missing = [n for n in self.segments if runners is None or n not in runners]
@@ -229,6 +183,16 @@ class SegmentedUNet(nn.Module):
         return self.unet.device
 
     # --- bends: held by the Bender ---------------------------------------------------------
+    @property
+    def names(self) -> list[str]:
+        """The U-Net's points in forward order (the Bender's): integer layers index these."""
+        return self.bender.names
+
+    @property
+    def block_names(self) -> frozenset[str]:
+        """The block-level points: where the segments end and their bends act."""
+        return self.bender.block_names
+
     @property
     def step(self) -> int:
         """The denoising step the bends see (the pipeline sets it before each call)."""
@@ -276,6 +240,15 @@ class SegmentedUNet(nn.Module):
         return [(u.down_blocks if kind == "down" else u.up_blocks)[int(index)]]
 
     # --- segments: pieces of UNet2DConditionModel.forward, called as it calls them ---------
+    def _segment(self, name: str) -> Callable:
+        """The eager function of segment ``name``."""
+        kind = segment_kind(name)
+        if kind in ("down", "up"):
+            blocks = self.unet.down_blocks if kind == "down" else self.unet.up_blocks
+            block = blocks[int(name.split(".")[1])]
+            return self._down(block) if kind == "down" else self._up(block)
+        return {"time": self._time, "conv_in": self._conv_in, "mid": self._mid, "out": self._out}[kind]
+
     def _time(self, sample: Tensor, timesteps: Tensor) -> Tensor:
         u = self.unet
         t_emb = u.time_proj(timesteps).to(dtype=sample.dtype)  # (B, C_t), f32 from time_proj

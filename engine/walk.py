@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Iterable, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor
 
 from .pipeline_base import BentPipeline, check_size
-from .bends import Bend
 from .prompts import PromptSchedule
 from .sampling import ddim_scheduler, denoise, seeded_noise
 
@@ -77,11 +76,7 @@ class WalkConfig:
 
 
 class WalkPipeline(BentPipeline):
-    fps = 20.0  # frames per second of the render: the clock a prompt schedule is read by
-
-    def __init__(self, model, config: Optional[WalkConfig] = None, bends: Iterable[Bend] = (),
-                 backend: str = "eager"):
-        super().__init__(model, config or WalkConfig(), bends, backend)
+    config_type = WalkConfig
 
     @torch.no_grad()
     def prepare(self) -> None:

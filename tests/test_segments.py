@@ -7,7 +7,9 @@ import torch
 
 from engine.bending import Bender
 from engine.bends import Bend
-from engine.segments import SegmentedOutput, SegmentedUNet, check_supported, segmented_unet
+from engine.pipeline_base import PIPELINE_BACKENDS
+from engine.segments import (BACKENDS, RUNNER_BACKENDS, SegmentedOutput, SegmentedUNet, check_supported,
+                             segment_kind, segment_names, segmented_unet)
 
 BLOCK_BENDS = [
     Bend("invert", layer="conv_in", param=1.0, target="channels 0 2"),
@@ -343,3 +345,31 @@ def test_trace_backend_pipeline_equals_eager(tiny):
         fast.bender.remove()
         slow.bender.remove()
         tiny.unet.__dict__.pop("_netbend_segments", None)
+
+
+def test_segments_end_at_the_block_level_points_in_chain_order(tiny):
+    seg = SegmentedUNet(tiny.unet)
+    try:
+        names = segment_names(tiny.unet)
+        assert names[0] == "time" and list(seg.segments) == names
+        ends = ["conv_out" if n == "out" else n for n in names[1:]]
+        assert ends == [n for n in seg.bender.names if n in seg.block_names]  # the Bender's point names
+        assert seg.names == seg.bender.names
+        assert [segment_kind(n) for n in names] == ["time", "conv_in", *["down"] * 4, "mid", *["up"] * 4, "out"]
+    finally:
+        seg.remove()
+    with pytest.raises(ValueError, match="unknown segment 'down'"):
+        segment_kind("down")
+
+
+def test_pipeline_back_ends_are_the_segment_back_ends_but_onnx(tiny):
+    from engine.walk import WalkConfig, WalkPipeline
+
+    assert set(PIPELINE_BACKENDS) == set(BACKENDS) - {"onnx"} and set(RUNNER_BACKENDS) <= set(BACKENDS)
+    with pytest.raises(ValueError, match="unknown backend 'onnx'; allowed: eager, compile, trace, tensorrt$"):
+        WalkPipeline(tiny, backend="onnx")
+    pipe = WalkPipeline(tiny)
+    try:
+        assert pipe.config == WalkConfig()  # no config given: the pipeline's defaults
+    finally:
+        pipe.bender.remove()
