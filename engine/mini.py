@@ -21,6 +21,7 @@ from diffusers import AutoencoderTiny, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from engine.patterns import vocabulary
+from engine.sd_layout import sd_unet_config, taesd_config
 
 MINI_DIR = Path(__file__).parent / "weights" / "mini"  # package data: found after `pip install .`
 MINI_SIZE = 128  # image side mini is trained and shown at: 16×16 latents
@@ -29,28 +30,15 @@ MAX_TOKENS = 16  # captions are a few words; 16 positions instead of CLIP's 77 k
 # SD's U-Net topology (4 down / 4 up blocks, cross-attention in SD's places, 1:2:4:4
 # widths) with one resnet per block: every block-level bend point of SD (`down.0` …
 # `up.3`, `mid`, `conv_in`, `conv_out`) exists, at a training cost a 2-core CPU carries.
-MINI_UNET_CONFIG = dict(
-    sample_size=MINI_SIZE // 8,
-    in_channels=4,
-    out_channels=4,
-    block_out_channels=(32, 64, 128, 128),
-    layers_per_block=1,
-    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+MINI_UNET_CONFIG = sd_unet_config(
+    (32, 64, 128, 128), layers_per_block=1, norm_num_groups=16,
     cross_attention_dim=64,  # = the text encoder's width
-    attention_head_dim=8,
-    norm_num_groups=16,
+    sample_size=MINI_SIZE // 8,
 )
 
 # TAESD's structure (4 stages → ×8, 4 latent channels) at 32 channels: encode + decode of
 # a 128×128 frame in ~25 ms on this CPU.
-MINI_TAESD_CONFIG = dict(
-    encoder_block_out_channels=(32, 32, 32, 32),
-    decoder_block_out_channels=(32, 32, 32, 32),
-    num_encoder_blocks=(1, 2, 2, 2),
-    num_decoder_blocks=(2, 2, 2, 1),
-    latent_channels=4,
-)
+MINI_TAESD_CONFIG = taesd_config(32, encoder_blocks=(1, 2, 2, 2), decoder_blocks=(2, 2, 2, 1))
 
 MINI_TEXT_CONFIG = dict(
     hidden_size=64,

@@ -18,6 +18,7 @@ from transformers import CLIPTextConfig, CLIPTextModel
 
 from engine.model import Model
 from engine.model_files import SD_SCHEDULER_CONFIG
+from engine.sd_layout import kl_config, sd_unet_config, taesd_config
 from engine.tokenizer import ByteTokenizer
 
 # SD 1.x/2.x's U-Net topology at toy width: 4 down and 4 up blocks, 2 resnets each,
@@ -26,17 +27,10 @@ from engine.tokenizer import ByteTokenizer
 # `up.2.attentions.1`, …) exists on tiny: CI renders the shipped presets. 16…64
 # channels instead of 320…1280 keep a 64×64 frame at ~15 ms on one CPU thread;
 # 8 norm groups because SD's 32 would leave under one channel per group.
-TINY_UNET_CONFIG = dict(
-    sample_size=8,  # latent 8×8 → default image 64×64
-    in_channels=4,
-    out_channels=4,
-    block_out_channels=(16, 32, 64, 64),
-    layers_per_block=2,
-    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+TINY_UNET_CONFIG = sd_unet_config(
+    (16, 32, 64, 64), layers_per_block=2, norm_num_groups=8,
     cross_attention_dim=32,  # = the tiny text encoder's hidden size
-    attention_head_dim=8,
-    norm_num_groups=8,
+    sample_size=8,  # latent 8×8 → default image 64×64
 )
 
 TINY_TEXT_ENCODER_CONFIG = dict(
@@ -53,43 +47,19 @@ TINY_TEXT_ENCODER_CONFIG = dict(
 )
 
 # TAESD's structure (4 stages → ×8) with one block per stage and 16 channels.
-TINY_TAESD_CONFIG = dict(
-    encoder_block_out_channels=(16, 16, 16, 16),
-    decoder_block_out_channels=(16, 16, 16, 16),
-    num_encoder_blocks=(1, 1, 1, 1),
-    num_decoder_blocks=(1, 1, 1, 1),
-    latent_channels=4,
-)
+TINY_TAESD_CONFIG = taesd_config(16, encoder_blocks=(1, 1, 1, 1), decoder_blocks=(1, 1, 1, 1))
 
 # SD's KL autoencoder (4 stages → ×8, mid attention) with one resnet per stage; its
 # LDM checkpoint layout is what single-file tests export.
-TINY_KL_CONFIG = dict(
-    block_out_channels=(8, 16, 16, 16),
-    down_block_types=("DownEncoderBlock2D",) * 4,
-    up_block_types=("UpDecoderBlock2D",) * 4,
-    layers_per_block=1,
-    norm_num_groups=8,
-    latent_channels=4,
-    sample_size=64,
-    scaling_factor=0.18215,  # SD's, so latents have SD's scale
-)
+TINY_KL_CONFIG = kl_config((8, 16, 16, 16), layers_per_block=1, norm_num_groups=8, sample_size=64)
 
 
 # SD 2.1-base's U-Net, which SD-Turbo distils: 865.9M parameters.
-SD21_BASE_UNET_CONFIG = dict(
+SD21_BASE_UNET_CONFIG = sd_unet_config(
+    (320, 640, 1280, 1280), layers_per_block=2, norm_num_groups=32, cross_attention_dim=1024,
     sample_size=64,  # latent 64×64 → 512×512 images
-    in_channels=4,
-    out_channels=4,
-    block_out_channels=(320, 640, 1280, 1280),
-    layers_per_block=2,
-    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-    cross_attention_dim=1024,
     attention_head_dim=(5, 10, 20, 20),  # SD2 stores head *counts* here (64-dim heads)
-    use_linear_projection=True,
-    norm_num_groups=32,
-    flip_sin_to_cos=True,
-    freq_shift=0,
+    use_linear_projection=True, flip_sin_to_cos=True, freq_shift=0,
 )
 
 # OpenCLIP ViT-H/14 text tower as SD 2.x ships it in transformers' CLIPTextModel: 23 of
@@ -110,16 +80,7 @@ OPENCLIP_VIT_H_TEXT_CONFIG = dict(
 )
 
 # SD's KL autoencoder (83.7M parameters), for sd_turbo_architecture(vae="full").
-SD_VAE_CONFIG = dict(
-    block_out_channels=(128, 256, 512, 512),
-    down_block_types=("DownEncoderBlock2D",) * 4,
-    up_block_types=("UpDecoderBlock2D",) * 4,
-    layers_per_block=2,
-    latent_channels=4,
-    norm_num_groups=32,
-    sample_size=512,
-    scaling_factor=0.18215,
-)
+SD_VAE_CONFIG = kl_config((128, 256, 512, 512), layers_per_block=2, norm_num_groups=32, sample_size=512)
 
 
 def _seeded(seed: int, build):
