@@ -29,18 +29,24 @@ numbers exactly (a preset's ``[features] taper = "none"``, as the paper presets 
 ``netbend features --taper none``). ``rms`` is computed on the untapered samples either way.
 
 Every output is finite: silence gives 0 (ratios 0, moments 0), never NaN.
-"""
 
+This file holds the names, the frame and table types, and the two entry points; the
+stateless spectral part is ``engine.spectrum``, the part that remembers earlier frames
+(ratios, onsets, tempo) is ``engine.feature_history``.
+"""
 from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .atomic import replacing
+from .feature_history import FeatureHistory
+from .spectrum import Spectrum
 
 FEATURE_NAMES: tuple[str, ...] = (
     "rms", "centroid", "spread", "skewness", "kurtosis", "flux",
@@ -49,31 +55,9 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 TAPERS: tuple[str, ...] = ("hann", "none")
 
-# Band edges in Hz; the top band runs to Nyquist. Bass up to 250 Hz is the usual
-# kick-and-bass split in VJ tools; 4 kHz separates hats and air from voice and synths.
-BANDS: dict[str, tuple[float, float]] = {
-    "bass": (20.0, 250.0), "mid": (250.0, 4000.0), "high": (4000.0, math.inf),
-}
-
-# Below -90 dBFS (under 16-bit dither) a level counts as silence: ratios read 0, slow
-# averages hold still (so loudness after a pause is judged against the music before it),
-# and no onset fires on noise floor.
-SILENCE_LEVEL = 10.0 ** (-90.0 / 20.0)
 # Samples are clipped here so that fourth moments of absurd input stay finite; real
 # audio lies within +-1 (integer input is scaled there).
 SAMPLE_LIMIT = 1e6
-
-RATIO_TIME_S = 3.0          # slow average behind *_ratio: long enough to span a few bars
-ONSET_HISTORY_S = 1.0       # the adaptive threshold follows the last second of novelty
-ONSET_FACTOR = 1.5          # a hit must stand this far above the recent median ...
-ONSET_FLOOR = 0.1           # ... plus this much (novelty is a 0..1 fraction)
-ONSET_REFRACTORY_S = 0.1    # at most one hit per 100 ms (a 16th note at 150 BPM)
-TEMPO_HISTORY_S = 8.0       # autocorrelate this much onset strength
-TEMPO_MIN_HISTORY_S = 4.0   # say nothing before this much has been heard
-TEMPO_RANGE_BPM = (60.0, 200.0)
-TEMPO_CONFIDENCE = 0.3      # normalised autocorrelation at the beat lag must reach this
-TEMPO_MIN_VARIANCE = 1e-3   # onset strength must vary at least this much (std ~0.03)
-TEMPO_HALF_PREFERENCE = 0.7  # half the best lag wins when it scores this fraction of it
 
 _BLOCK_FRAMES = 256         # analyze() batches this many windows per FFT (~8 MB per spectrum array)
 
@@ -97,11 +81,6 @@ def feature_index(name: str) -> int:
 def window_size(sample_rate: float, window: float = 0.05) -> int:
     """Window length in samples: round(window * sample_rate), at least 1 (2205 at 44.1 kHz)."""
     return max(1, int(round(window * sample_rate)))
-
-
-def fft_size(length: int) -> int:
-    """Next power of two >= length: the paper zero-pads each window to it."""
-    return 1 << max(0, int(length) - 1).bit_length()
 
 
 def _check_positive(name: str, value: float, allowed: str) -> float:
@@ -153,183 +132,6 @@ class FeatureFrame:
         return np.array([self.values[n] for n in FEATURE_NAMES], dtype=np.float64)
 
 
-class _Spectrum:
-    """Per-(rate, window) constants and the stateless batched analysis of windows."""
-
-    def __init__(self, sample_rate: float, length: int, taper: str):
-        if taper not in TAPERS:
-            raise ValueError(f"unknown taper {taper!r}; allowed: {', '.join(TAPERS)}")
-        self.n_fft = fft_size(length)
-        self.freqs = np.fft.rfftfreq(self.n_fft, 1.0 / sample_rate)  # (K,)
-        n = np.arange(length)
-        # Periodic Hann: the analysis convention (scipy/librosa "hann").
-        self.taper = (0.5 - 0.5 * np.cos(2.0 * np.pi * n / length)) if taper == "hann" else None
-        window_energy = float(np.sum(self.taper**2)) if self.taper is not None else float(length)
-        # Parseval for a one-sided spectrum: interior bins count twice (their negative
-        # twin), DC and Nyquist once; dividing by n_fft and the window energy turns a
-        # band's summed power into the mean square of that band of the signal.
-        weight = np.full(self.freqs.shape, 2.0)
-        weight[0] = 1.0
-        if self.n_fft % 2 == 0:
-            weight[-1] = 1.0
-        self.power_weight = weight / (self.n_fft * max(window_energy, 1e-300))
-        self.band_bins = [
-            (int(np.searchsorted(self.freqs, lo, "left")), int(np.searchsorted(self.freqs, hi, "left"))
-             if math.isfinite(hi) else len(self.freqs))
-            for lo, hi in BANDS.values()
-        ]
-
-    def analyze(self, frames: np.ndarray, prev_mag: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Stateless features of a batch of windows, plus flux against the window before.
-
-        frames: (F, L) mono float64, F >= 1. prev_mag: (K,) spectrum of the window before
-        frames[0], or None at the start of a stream (flux 0 there).
-        Returns (F, 10) columns rms, centroid, spread, skewness, kurtosis, flux, bass, mid,
-        high, novelty; and the last window's magnitude spectrum (K,) for the next call.
-        Each row is reduced on its own, so a batch of one gives the same bits as a batch
-        of many (this is what makes live and offline values identical).
-        """
-        rms = np.sqrt(np.mean(frames * frames, axis=1))                     # (F,)
-        tapered = frames * self.taper if self.taper is not None else frames
-        mag = np.abs(np.fft.rfft(tapered, n=self.n_fft, axis=1))            # (F, K)
-
-        out = np.zeros((frames.shape[0], 10))
-        out[:, 0] = rms
-        out[:, 1:5] = self._moments(mag)
-
-        prev = np.empty_like(mag)                                           # (F, K)
-        prev[0] = mag[0] if prev_mag is None else prev_mag
-        prev[1:] = mag[:-1]
-        diff = mag - prev
-        out[:, 5] = np.abs(diff).sum(axis=1)
-
-        power = mag * mag * self.power_weight                               # (F, K)
-        for j, (k0, k1) in enumerate(self.band_bins):
-            out[:, 6 + j] = np.sqrt(power[:, k0:k1].sum(axis=1))
-
-        # Novelty: the share of this spectrum that is new (rising flux over total
-        # magnitude), 0..1 and independent of gain, so one onset threshold fits any input.
-        rising = np.maximum(diff, 0.0).sum(axis=1)
-        total = mag.sum(axis=1)
-        audible = (total > 0) & (rms > SILENCE_LEVEL)
-        out[:, 9] = np.divide(rising, total, out=np.zeros_like(total), where=audible)
-        return out, mag[-1].copy()
-
-    def _moments(self, mag: np.ndarray) -> np.ndarray:
-        """(F, K) magnitudes -> (F, 4) centroid, spread, skewness, kurtosis; 0 where undefined."""
-        f = self.freqs
-        total = mag.sum(axis=1)
-        ok = total > 0
-        with np.errstate(all="ignore"):
-            centroid = np.where(ok, (mag * f).sum(axis=1) / total, 0.0)
-            d = f[None, :] - centroid[:, None]                              # (F, K)
-            d2 = d * d
-            spread = np.where(ok, np.sqrt((mag * d2).sum(axis=1) / total), 0.0)
-            ok &= spread > 0
-            m3 = (mag * d2 * d).sum(axis=1) / total
-            m4 = (mag * d2 * d2).sum(axis=1) / total
-            skewness = np.where(ok, m3 / spread**3, 0.0)
-            kurtosis = np.where(ok, m4 / spread**4, 0.0)
-        moments = np.stack([centroid, spread, skewness, kurtosis], axis=1)
-        # Denormal spectra can still overflow a quotient; report those as undefined too.
-        return np.where(np.isfinite(moments), moments, 0.0)
-
-
-class _Tracker:
-    """The stateful per-frame features: ratios, onset, tempo. Scalars in, scalars out.
-
-    Both paths feed it one frame at a time in order, so offline equals live by
-    construction. Time constants are converted to frames with the hop.
-    """
-
-    def __init__(self, hop: float):
-        self.hop = hop
-        self._ratio_keep = math.exp(-hop / RATIO_TIME_S)
-        self._level_sum = np.zeros(4)      # bass, mid, high, rms: exponentially weighted sums
-        self._level_weight = np.zeros(4)   # ... and their weights (bias-corrected average)
-        # Shift registers, newest last: copying a few hundred floats per frame is cheaper
-        # than it sounds and keeps the tempo history in time order for autocorrelation.
-        self._novelty = np.zeros(max(3, round(ONSET_HISTORY_S / hop)))
-        self._novelty_count = 0
-        self._refractory = max(1, round(ONSET_REFRACTORY_S / hop))
-        self._since_onset = self._refractory
-        self._strength = np.zeros(max(8, round(TEMPO_HISTORY_S / hop)))
-        self._strength_count = 0
-        self._min_strength = round(TEMPO_MIN_HISTORY_S / hop)
-        self._lags = (max(3, math.ceil(60.0 / (TEMPO_RANGE_BPM[1] * hop))),
-                      math.floor(60.0 / (TEMPO_RANGE_BPM[0] * hop)))
-        self._n_corr = fft_size(2 * len(self._strength))
-
-    def update(self, levels: np.ndarray, novelty: float) -> tuple[float, ...]:
-        """levels: (4,) bass, mid, high, rms. Returns onset, 4 ratios, tempo."""
-        onset = self._onset(novelty)
-        ratios = self._ratios(levels)
-        tempo = self._tempo(novelty)
-        return (onset, *ratios, tempo)
-
-    def _ratios(self, levels: np.ndarray) -> list[float]:
-        a = self._ratio_keep
-        out = []
-        for i, v in enumerate(levels):
-            if v > SILENCE_LEVEL:
-                # Bias-corrected exponential average: while the weight is still small
-                # it is the plain mean so far, so the ratio is ~1 from the first frames.
-                self._level_sum[i] = a * self._level_sum[i] + (1.0 - a) * v
-                self._level_weight[i] = a * self._level_weight[i] + (1.0 - a)
-                out.append(float(v * self._level_weight[i] / self._level_sum[i]))
-            else:
-                out.append(0.0)
-        return out
-
-    def _onset(self, novelty: float) -> float:
-        n = self._novelty_count
-        median = float(np.median(self._novelty[-n:])) if n else 0.0
-        hit = novelty > ONSET_FACTOR * median + ONSET_FLOOR and self._since_onset >= self._refractory
-        self._since_onset = 0 if hit else self._since_onset + 1
-        _push(self._novelty, novelty)
-        self._novelty_count = min(n + 1, len(self._novelty))
-        return 1.0 if hit else 0.0
-
-    def _tempo(self, novelty: float) -> float:
-        _push(self._strength, novelty)
-        self._strength_count = n = min(self._strength_count + 1, len(self._strength))
-        lo, hi = self._lags
-        if lo > hi or n < max(self._min_strength, hi + 3):
-            return 0.0  # too early, or frames too far apart to see a beat in 60..200 BPM
-        x = self._strength[-n:]
-        x = x - x.mean()
-        spectrum = np.fft.rfft(x, self._n_corr)
-        # Biased autocorrelation (no 1/(n - lag)): it favours the shortest strong period.
-        r = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, self._n_corr)[: hi + 3]
-        if r[0] < TEMPO_MIN_VARIANCE * n:
-            return 0.0  # no rhythm to speak of (a steady tone): its wiggles are not a beat
-        # Onsets land on the frame grid, so a beat of 34.5 frames shows as lags 34 and 35
-        # alternately; a small triangular blur over lags counts those pairs together.
-        lags = np.arange(lo - 1, hi + 2)                                # (m,)
-        score = 0.5 * r[lags - 1] + r[lags] + 0.5 * r[lags + 1]
-        i = 1 + int(np.argmax(score[1:-1]))
-        # A beat also correlates at twice its period; prefer the shorter one when it is
-        # nearly as strong, so 174 BPM is not read as 87.
-        half = np.flatnonzero(np.abs(lags - lags[i] / 2.0) <= 1.0)
-        half = half[(half >= 1) & (half <= len(lags) - 2)]
-        if len(half):
-            j = half[int(np.argmax(score[half]))]
-            if score[j] >= TEMPO_HALF_PREFERENCE * score[i]:
-                i = j
-        if score[i] < TEMPO_CONFIDENCE * r[0] or score[i] < score[i - 1] or score[i] < score[i + 1]:
-            return 0.0
-        # Parabolic interpolation refines the beat lag below one frame.
-        curve = score[i - 1] - 2.0 * score[i] + score[i + 1]
-        shift = 0.5 * (score[i - 1] - score[i + 1]) / curve if curve < 0 else 0.0
-        return float(60.0 / ((lags[i] + shift) * self.hop))
-
-
-def _push(register: np.ndarray, value: float) -> None:
-    """Shift a history register left by one and put ``value`` last (newest)."""
-    register[:-1] = register[1:]
-    register[-1] = value
-
-
 class FeatureExtractor:
     """Features of one audio stream, one window at a time (the live path).
 
@@ -346,16 +148,18 @@ class FeatureExtractor:
         self.window = _check_positive("window", window, "a positive duration in seconds, e.g. 0.05")
         self.hop = self.window if hop is None else _check_positive(
             "hop", hop, "a positive duration in seconds, e.g. 0.01")
+        if taper not in TAPERS:
+            raise ValueError(f"unknown taper {taper!r}; allowed: {', '.join(TAPERS)}")
         self.taper = taper
         self.window_length = window_size(self.sample_rate, self.window)
-        self._spectrum = _Spectrum(self.sample_rate, self.window_length, taper)
+        self._spectrum = Spectrum(self.sample_rate, self.window_length, hann=taper == "hann")
         self._frame = np.zeros((1, self.window_length))  # (1, L), reused by every process()
         self.reset()
 
     def reset(self) -> None:
         """Forget the stream so far (as if newly made)."""
         self._prev_mag: np.ndarray | None = None
-        self._tracker = _Tracker(self.hop)
+        self._history = FeatureHistory(self.hop)
 
     def process(self, window_samples: np.ndarray, time: float) -> FeatureFrame:
         """Features of the newest window: (n,) or (n, channels) samples, n <= window length.
@@ -383,7 +187,7 @@ class FeatureExtractor:
         out[:, :9] = stateless[:, :9]                       # rms .. high
         for i, row in enumerate(stateless):
             levels = row[[6, 7, 8, 0]]                      # bass, mid, high, rms
-            out[i, 9:] = self._tracker.update(levels, float(row[9]))
+            out[i, 9:] = self._history.update(levels, float(row[9]))
         return out
 
 
@@ -419,19 +223,12 @@ class FeatureTable:
         return FeatureFrame(float(self.times[i]), dict(zip(self.names, self.values[i].tolist())))
 
     def to_csv(self, path: str | os.PathLike) -> Path:
-        """Write ``time,<names>`` rows; atomic (temp file in the same folder, then rename)."""
+        """Write ``time,<names>`` rows, atomically (``engine.atomic.replacing``)."""
         path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", newline="") as fh:
-                rows = np.column_stack([self.times, self.values]).reshape(len(self), 1 + len(self.names))
-                header = ",".join(("time", *self.names))
-                np.savetxt(fh, rows, fmt="%.10g", delimiter=",", header=header, comments="")
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with replacing(path) as tmp, open(tmp, "w", newline="") as fh:
+            rows = np.column_stack([self.times, self.values]).reshape(len(self), 1 + len(self.names))
+            header = ",".join(("time", *self.names))
+            np.savetxt(fh, rows, fmt="%.10g", delimiter=",", header=header, comments="")
         return path
 
 

@@ -7,10 +7,9 @@ import librosa
 import numpy as np
 import pytest
 
-from engine.features import (
-    FEATURE_NAMES, TEMPO_MIN_HISTORY_S, FeatureExtractor, FeatureFrame, FeatureTable, analyze,
-    fft_size, window_size,
-)
+from engine.feature_history import TEMPO_MIN_HISTORY_S
+from engine.features import FEATURE_NAMES, FeatureExtractor, FeatureFrame, FeatureTable, analyze, window_size
+from engine.spectrum import fft_size
 
 SR = 44100
 L = 2205          # 50 ms at 44.1 kHz
