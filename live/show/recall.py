@@ -9,7 +9,8 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from live.control.state import CommandError, ShowState, state_from_preset
+from live.control.arguments import CommandError
+from live.control.state import ShowState, state_from_preset
 
 log = logging.getLogger("netbend.show")
 

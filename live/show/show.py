@@ -28,8 +28,10 @@ import torch
 
 from engine.features import FEATURE_NAMES, FeatureFrame
 from engine.mappings import MappedBends
+from live.control.arguments import CommandError
 from live.control.limits import ModelLimits
-from live.control.state import Command, CommandError, ShowState, apply
+from live.control.state import Command, ShowState, apply
+from live.outputs.commands import is_output_address
 from live.show.crossfade import PresetFade
 from live.show.disk import DiskWorker
 from live.show.mailbox import Frame, Mailbox
@@ -190,7 +192,7 @@ class Show:
             after = self._recalled(after)
         elif a in RECORD_ADDRESSES:
             after = self._record(command, before, after)
-        elif a.startswith(("/netbend/output/", "/netbend/record/video/")):
+        elif is_output_address(a):
             if self.outputs is None:
                 raise CommandError("this show has no outputs (start it with --ndi, --record-video …)")
             self.outputs.act(command)
