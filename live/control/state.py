@@ -58,7 +58,7 @@ from engine.mappings import Mapping
 from live.control.arguments import CommandError, count, integer, number, short, switch, text, words
 from live.control.limits import MAX_PROMPT, SEED_MAX, ModelLimits, as_limits, check_seed
 from live.control.slots import BEND_FIELDS, BendSlot, changed_slot, check_slot, slot_messages
-from live.outputs.commands import check_output_command, is_output_address
+from live.outputs.commands import check_output_command, is_output_address, output_name
 
 MAX_BENDS = 8
 PREFIX = "/netbend"
@@ -104,6 +104,10 @@ class ShowState:
     recording: bool = False
     gain_db: float = 0.0
     quantize: str = "off"
+    # (name, enabled) of each output the show runs (NDI, the video recording …), as the show
+    # last saw them; what /netbend/state reports and echoes. Not in takes: a take replays
+    # the same way whichever outputs the show that recorded it had.
+    outputs: tuple[tuple[str, bool], ...] = ()
 
     @property
     def bends(self) -> list[Bend]:
@@ -141,6 +145,7 @@ class ShowState:
         ]
         for n, slot in enumerate(self.slots, start=1):
             out += slot_messages(n, slot)
+        out += [(f"{PREFIX}/output/{name}/enable", (int(on),)) for name, on in self.outputs]
         return out
 
 
@@ -233,7 +238,13 @@ def _apply_output(state: ShowState, a: str, args: tuple) -> ShowState:
         check_output_command(a, args)
     except ValueError as e:  # its message names the address already
         raise CommandError(str(e)) from None
-    return state
+    name = output_name(a)
+    if not name or not state.outputs:  # start/stop, or a show without outputs: the show answers
+        return state
+    known = dict(state.outputs)
+    if name not in known:
+        raise CommandError(f"{a}: no output {name!r}; this show's outputs: {', '.join(known)}")
+    return replace(state, outputs=tuple((n, bool(args[0]) if n == name else on) for n, on in state.outputs))
 
 
 def _prompt(state: ShowState, command: Command, args: tuple, limits: ModelLimits) -> ShowState:

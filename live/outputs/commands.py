@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["OUTPUT_PREFIXES", "check_output_command", "is_output_address"]
+__all__ = ["OUTPUT_PREFIXES", "check_output_command", "is_output_address", "output_name"]
 
 OUTPUT_PREFIXES = ("/netbend/output/", "/netbend/record/video/")
 ENABLE = re.compile(r"^/netbend/output/([A-Za-z0-9-]+)/enable$")

@@ -30,7 +30,7 @@ from engine.features import FEATURE_NAMES, FeatureFrame
 from engine.mappings import MappedBends
 from live.control.arguments import CommandError
 from live.control.limits import ModelLimits
-from live.control.state import Command, ShowState, apply
+from live.control.state import PREFIX, Command, ShowState, apply
 from live.outputs.commands import is_output_address
 from live.show.crossfade import PresetFade
 from live.show.disk import DiskWorker
@@ -132,6 +132,7 @@ class Show:
         return self.recovery.last_good
 
     def _drain(self) -> None:
+        self._sync_outputs()
         while True:
             for command, result, error in self.disk.results():
                 self._file_work_done(command, result, error)
@@ -155,6 +156,17 @@ class Show:
             self._refuse(command, e)
             return
         self._applied(command)
+
+    def _sync_outputs(self) -> None:
+        """Bring the state's outputs up to date with what the outputs are now: a recording
+        opens and finishes on threads of its own, so it appears and goes between commands.
+        Controllers are told at once, like any other change."""
+        if self.outputs is None:
+            return
+        now = self.outputs.states()
+        if now != self._state.outputs:
+            self._state = replace(self._state, outputs=now)
+            self.echo(Command(f"{PREFIX}/output", source="show"))
 
     def _applied(self, command: Command) -> None:
         self.recording.command(command)
@@ -196,6 +208,7 @@ class Show:
             if self.outputs is None:
                 raise CommandError("this show has no outputs (start it with --ndi, --record-video …)")
             self.outputs.act(command)
+            after = replace(after, outputs=self.outputs.states())
         self._apply_pipeline_settings(before, after)
         self._state = after
 
