@@ -52,3 +52,12 @@ def test_the_show_reports_its_outputs_and_echoes_a_switch(pipe):
         assert show.state.outputs == (("ndi", False),)
     finally:
         outputs.close()
+
+
+def test_oscquery_lists_the_outputs_with_their_values():
+    from live.control.oscquery import namespace
+
+    tree = namespace(ShowState(outputs=(("ndi", False),)))
+    node = tree["CONTENTS"]["netbend"]["CONTENTS"]["output"]["CONTENTS"]["ndi"]["CONTENTS"]["enable"]
+    assert node["TYPE"] == "i" and node["VALUE"] == [0]
+    assert "output" not in namespace(ShowState())["CONTENTS"]["netbend"]["CONTENTS"]

@@ -124,7 +124,7 @@ def _bend_addresses(n: int, layers, features) -> dict[str, dict]:
 
 def namespace(state: ShowState, layers=(), extra_values: Optional[dict] = None) -> dict:
     """The OSCQuery JSON tree of the whole address space, VALUEs from ``state``."""
-    described = describe_addresses(layers)
+    described = {**describe_addresses(layers), **_output_addresses(state)}
     values = {a: list(args) for a, args in state.messages() if not a.endswith("/opt")}
     values.update({a: [v] for a, v in (extra_values or {}).items()})
     for n, slot in enumerate(state.slots, start=1):
@@ -145,6 +145,18 @@ def namespace(state: ShowState, layers=(), extra_values: Optional[dict] = None) 
         if "TYPE" not in node and node is not root:
             node.setdefault("ACCESS", 0)
     return root
+
+
+def _output_addresses(state: ShowState) -> dict[str, dict]:
+    """The outputs this show runs (they are known only once it runs them)."""
+    nodes = {f"/netbend/output/{name}/enable": {"TYPE": "i", "RANGE": [{"MIN": 0, "MAX": 1}], "ACCESS": READ_WRITE,
+                                                "DESCRIPTION": f"1 sends the picture to the {name} output"}
+             for name, _ in state.outputs}
+    if state.outputs:
+        nodes["/netbend/record/video/start"] = {"TYPE": "s", "ACCESS": WRITE,
+                                                "DESCRIPTION": "record the show to a new .mp4 (its path)"}
+        nodes["/netbend/record/video/stop"] = {"TYPE": "N", "ACCESS": WRITE, "DESCRIPTION": "finish that recording"}
+    return nodes
 
 
 def _walk(node: dict):
