@@ -5,29 +5,16 @@ back under onnxruntime with the same call signatures as ``SegmentedUNet.segments
     segments = load_onnx_segments(paths)  # {segment: OnnxSegment}, each called like the eager segment
 
 ONNX is the hand-off to TensorRT (``engine.tensorrt``), whose engines are built for one
-resolution: every graph here has fixed shapes and no dynamic axes. Each segment is
-wrapped in a ``SegmentModule`` with flat tensor inputs and outputs and stable names:
+resolution: every graph here has fixed shapes and no dynamic axes. The flat inputs and
+outputs of each segment, and ``SegmentShapes``, are ``engine.segment_io``'s.
 
-    segment   inputs                              outputs
-    time      t (B,) float32                      emb (B, C_emb)
-    conv_in   sample (B, C, H, W)                 h_out (B, C0, H, W)
-    down.i    h, emb, context (B, L, D)           h_out, res0 … res{n-1}   (n skips: resnets + downsampler)
-    mid       h, emb, context                     h_out
-    up.i      h, emb, context, res0 … res{n-1}    h_out                    (n = len(block.resnets))
-    out       h                                   sample_out (B, C, H, W)
-
-Every tensor but ``t`` has the shapes' dtype (fp16 or fp32). ``t`` is float32 because
-diffusers' ``Timesteps`` casts it to float32 first, so an int64 or float64 timestep gives
-the same embedding. Inputs a segment does not use (``context`` in DownBlock2D and
-UpBlock2D) may be dropped from the graph by the exporter; the runners feed by name.
-``res`` are listed oldest first, as ``SegmentedUNet.forward`` slices them.
-
-Files are written atomically: each export goes to a temporary folder, is checked with
-``onnx.checker``, and is moved into place with ``os.replace``, so a crash leaves the old
-file or the new one, never half of one. A graph whose weights pass ``EXTERNAL_DATA_BYTES``
-is saved with its weights in one ``<name>.onnx.<token>.data`` file beside it (protobuf
-cannot hold 2 GB); the token is new on every export, so an ``.onnx`` always names the
-data it was written with, and older data files of that segment are removed after it.
+Files are written atomically: each export is traced in a temporary folder, saved beside
+its target under a temporary name (``engine.atomic.replacing``), checked with
+``onnx.checker`` and moved into place, so a crash leaves the old file or the new one,
+never half of one. A graph whose weights pass ``EXTERNAL_DATA_BYTES`` is saved with its
+weights in one ``<name>.onnx.<token>.data`` file beside it (protobuf cannot hold 2 GB);
+the token is new on every export, so an ``.onnx`` always names the data it was written
+with, and older data files of that segment are removed after it.
 
 The TorchScript exporter (``dynamo=False``) is tried first: it traces diffusers'
 attention as is and takes a fraction of the time of ``torch.export`` (0.2 s against 3 s
@@ -43,22 +30,22 @@ import secrets
 import shutil
 import tempfile
 import warnings
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from .segments import SegmentedUNet
+from .atomic import replacing
+from .segment_io import (DTYPES, ExampleCall, SegmentModule, SegmentShapes, call_result, checked_inputs,
+                         example_calls, named_inputs)
+from .segments import SegmentedUNet, segment_kind, segment_names
 
 log = logging.getLogger("netbend.export")
 
-DTYPES = {"fp16": torch.float16, "fp32": torch.float32}
 OPSET = 17  # LayerNormalization is one op from 17 on (not a chain of ReduceMeans); TensorRT 10 parses it
 DYNAMO_OPSET = 18  # the lowest torch.export-based exporter emits without a version conversion
 EXTERNAL_DATA_BYTES = 1_800_000_000  # weights above this go to a .data file: protobuf stops at 2 GiB
-SEGMENT_NAME = re.compile(r"time|conv_in|mid|out|(down|up)\.\d+")
 INSTALL_HINT = "pip install onnx onnxruntime"
 
 
@@ -81,219 +68,6 @@ def require_onnx():
 def require_onnxruntime():
     """The ``onnxruntime`` module, or a MissingDependencyError naming the pip command."""
     return _require("onnxruntime", "Running ONNX segments")
-
-
-# --------------------------------------------------------------------------- shapes
-
-@dataclass(frozen=True)
-class SegmentShapes:
-    """The one shape every exported segment (and its TensorRT engine) is fixed to."""
-
-    latent_height: int
-    latent_width: int
-    batch: int = 1  # one frame at a time, as the live path runs; 2 for CFG (uncond + cond)
-    latent_channels: int = 4  # SD's VAE
-    context_length: int = 77  # CLIP's prompt length
-    context_dim: int = 1024  # SD 2.x's text width (SD 1.x: 768)
-    dtype: str = "fp16"  # what TensorRT runs fastest; fp32 for the CPU checks
-
-    def __post_init__(self):
-        for name in ("latent_height", "latent_width", "batch", "latent_channels", "context_length", "context_dim"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"SegmentShapes.{name} must be a positive integer, got {value!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"SegmentShapes.dtype {self.dtype!r} is not one of: {', '.join(DTYPES)}")
-
-    @property
-    def torch_dtype(self) -> torch.dtype:
-        return DTYPES[self.dtype]
-
-    @property
-    def tag(self) -> str:
-        """Short and readable, for file names: ``b1-64x64-fp16`` (latent height x width)."""
-        return f"b{self.batch}-{self.latent_height}x{self.latent_width}-{self.dtype}"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "SegmentShapes":
-        return cls(**data)
-
-    @classmethod
-    def for_model(cls, model, size: tuple[int, int], *, batch: int = 1, dtype: str = "fp16",
-                  vae_scale_factor: Optional[int] = None, context_length: Optional[int] = None) -> "SegmentShapes":
-        """The shapes for images of ``size`` = (width, height) pixels.
-
-        ``model`` is a netbend Model (its VAE's scale factor and its tokenizer's length are
-        used) or a bare U-Net (then SD's 8 and 77 unless given). Raises ValueError when the
-        size does not map to a latent the U-Net takes without an ``upsample_size``.
-        """
-        unet = getattr(model, "unet", model)
-        if vae_scale_factor is None:
-            vae_scale_factor = getattr(model, "vae_scale_factor", 8)
-        if context_length is None:
-            context_length = getattr(getattr(model, "tokenizer", None), "model_max_length", 77)
-        width, height = size
-        if width % vae_scale_factor or height % vae_scale_factor:
-            raise ValueError(f"image size {width}x{height} is not a multiple of the VAE's scale factor "
-                             f"{vae_scale_factor}")
-        context_dim = unet.config.cross_attention_dim
-        if not isinstance(context_dim, int):
-            raise ValueError(f"cross_attention_dim {context_dim!r} varies by block; SD 1.x/2.x have one value")
-        shapes = cls(latent_height=height // vae_scale_factor, latent_width=width // vae_scale_factor, batch=batch,
-                     latent_channels=unet.config.in_channels, context_length=context_length,
-                     context_dim=context_dim, dtype=dtype)
-        shapes.check(unet, vae_scale_factor)
-        return shapes
-
-    def check(self, unet: nn.Module, vae_scale_factor: int = 8) -> None:
-        """Raise ValueError unless ``unet`` takes these shapes as one fixed-shape graph."""
-        multiple = 2 ** unet.num_upsamplers
-        if self.latent_height % multiple or self.latent_width % multiple:
-            raise ValueError(
-                f"latent {self.latent_width}x{self.latent_height} is not a multiple of {multiple} (the U-Net "
-                f"upsamples {unet.num_upsamplers} times), so it has no fixed-shape export; use images whose width "
-                f"and height are multiples of {multiple * vae_scale_factor} pixels")
-        problems = []
-        if self.latent_channels != unet.config.in_channels:
-            problems.append(f"latent_channels {self.latent_channels} != the U-Net's in_channels "
-                            f"{unet.config.in_channels}")
-        if self.context_dim != unet.config.cross_attention_dim:
-            problems.append(f"context_dim {self.context_dim} != the U-Net's cross_attention_dim "
-                            f"{unet.config.cross_attention_dim}")
-        if problems:
-            raise ValueError("these shapes do not fit the U-Net: " + "; ".join(problems))
-
-
-# --------------------------------------------------------------------------- segment I/O
-
-def segment_names(unet: nn.Module) -> list[str]:
-    """The segments in the order the chain runs them: time, conv_in, down.*, mid, up.*, out."""
-    unet = getattr(unet, "unet", unet)
-    return ["time", "conv_in", *(f"down.{i}" for i in range(len(unet.down_blocks))), "mid",
-            *(f"up.{i}" for i in range(len(unet.up_blocks))), "out"]
-
-
-def segment_kind(name: str) -> str:
-    """'time', 'conv_in', 'down', 'mid', 'up' or 'out'."""
-    if not SEGMENT_NAME.fullmatch(name):
-        raise ValueError(f"unknown segment {name!r}; segments are time, conv_in, down.N, mid, up.N, out")
-    return name.split(".")[0]
-
-
-def named_inputs(kind: str, args: Sequence) -> dict[str, Tensor]:
-    """A segment's call arguments (as ``SegmentedUNet.segments`` take them) -> tensors by name."""
-    if kind == "time":
-        _sample, t = args  # sample gives eager its dtype; the graph has it built in
-        return {"t": t.to(torch.float32)}
-    if kind == "conv_in":
-        return {"sample": args[0]}
-    if kind == "out":
-        return {"h": args[0]}
-    if kind in ("down", "mid"):
-        h, emb, context = args
-        return {"h": h, "emb": emb, "context": context}
-    h, emb, context, res, upsample_size = args
-    if upsample_size is not None:
-        raise ValueError(f"exported up blocks are fixed to latents divisible by 2**num_upsamplers; got "
-                         f"upsample_size={upsample_size}")
-    return {"h": h, "emb": emb, "context": context, **{f"res{i}": r for i, r in enumerate(res)}}
-
-
-def output_names(kind: str, n_res: int = 0) -> list[str]:
-    first = {"time": "emb", "out": "sample_out"}.get(kind, "h_out")
-    return [first, *(f"res{i}" for i in range(n_res if kind == "down" else 0))]
-
-
-def call_result(kind: str, outputs: Sequence[Tensor]):
-    """Flat outputs in ``output_names`` order -> what the eager segment returns."""
-    if kind == "down":
-        return outputs[0], tuple(outputs[1:])
-    return outputs[0]
-
-
-class SegmentModule(nn.Module):
-    """One segment with flat tensor inputs and outputs (see the table in the module doc).
-
-    ``fn`` is the eager segment from ``SegmentedUNet.segments``, called exactly as the
-    chain calls it, so the graph is what the eager U-Net computes.
-    """
-
-    def __init__(self, name: str, fn: Callable, unet: nn.Module, dtype: torch.dtype):
-        super().__init__()
-        self.unet = unet  # registered so its weights export as named initializers, not Constant nodes
-        self.name = name
-        self.kind = segment_kind(name)
-        self.fn = fn
-        self._like = torch.empty(0, dtype=dtype)  # the time segment reads only its dtype
-
-    def forward(self, *inputs: Tensor):
-        kind = self.kind
-        if kind == "time":
-            return self.fn(self._like, inputs[0])
-        if kind in ("conv_in", "out", "mid"):
-            return self.fn(*inputs)
-        if kind == "down":
-            h, res = self.fn(*inputs)
-            return (h, *res)
-        h, emb, context, *res = inputs
-        return self.fn(h, emb, context, tuple(res), None)
-
-
-@dataclass
-class _Example:
-    """One segment's example call: flat inputs by name and its output names."""
-
-    inputs: dict[str, Tensor]
-    outputs: list[str]
-
-
-@torch.no_grad()
-def chain_calls(seg: SegmentedUNet, sample: Tensor, t: Tensor, context: Tensor) -> dict[str, tuple[tuple, object]]:
-    """Run ``seg.segments`` as ``SegmentedUNet.forward`` chains them (no bends, a latent
-    divisible by 2**num_upsamplers) -> segment name -> (its call arguments, its result).
-
-    sample (B, C, H, W); t (B,); context (B, L, D).
-    """
-    run, unet = seg.segments, seg.unet
-    calls: dict[str, tuple[tuple, object]] = {}
-
-    def call(name: str, *args):
-        calls[name] = (args, run[name](*args))
-        return calls[name][1]
-
-    emb = call("time", sample, t)  # (B, C_emb)
-    h = call("conv_in", sample)  # (B, C0, H, W)
-    skips: tuple[Tensor, ...] = (h,)
-    for i in range(len(unet.down_blocks)):
-        h, res = call(f"down.{i}", h, emb, context)
-        skips += tuple(res)
-    h = call("mid", h, emb, context)
-    for i, block in enumerate(unet.up_blocks):
-        n = len(block.resnets)
-        res, skips = skips[-n:], skips[:-n]
-        h = call(f"up.{i}", h, emb, context, res, None)
-    call("out", h)
-    return calls
-
-
-def example_calls(seg: SegmentedUNet, shapes: SegmentShapes, seed: int = 0) -> dict[str, _Example]:
-    """Every segment's flat inputs at ``shapes``, from one seeded run of the eager chain."""
-    device, dtype = seg.unet.device, shapes.torch_dtype
-    g = torch.Generator().manual_seed(seed)
-    b = shapes.batch
-    sample = torch.randn(b, shapes.latent_channels, shapes.latent_height, shapes.latent_width, generator=g)
-    context = torch.randn(b, shapes.context_length, shapes.context_dim, generator=g)  # (B, L, D)
-    t = torch.full((b,), 999.0, device=device)  # (B,) float32
-    calls = chain_calls(seg, sample.to(device, dtype), t, context.to(device, dtype))
-    examples = {}
-    for name, (args, result) in calls.items():
-        kind = segment_kind(name)
-        n_res = len(result[1]) if kind == "down" else 0
-        examples[name] = _Example(named_inputs(kind, args), output_names(kind, n_res))
-    return examples
 
 
 # --------------------------------------------------------------------------- export
@@ -345,7 +119,7 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return next((k for k, v in DTYPES.items() if v == dtype), str(dtype))
 
 
-def _export_one(onnx, module: SegmentModule, call: _Example, path: Path, external_data: Optional[bool]) -> Path:
+def _export_one(onnx, module: SegmentModule, call: ExampleCall, path: Path, external_data: Optional[bool]) -> Path:
     """Trace ``module`` into a temporary folder beside ``path``, check it, move it into place."""
     work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
@@ -354,18 +128,16 @@ def _export_one(onnx, module: SegmentModule, call: _Example, path: Path, externa
         model = onnx.load(str(traced))  # reads any external data the exporter wrote beside it
         big = _weight_bytes(model) > EXTERNAL_DATA_BYTES if external_data is None else external_data
         data_name = f"{path.name}.{secrets.token_hex(4)}.data" if big else None
-        staged = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
         try:
-            if data_name:  # the data lands beside ``staged``, i.e. already in its final folder
-                onnx.save_model(model, str(staged), save_as_external_data=True, all_tensors_to_one_file=True,
-                                location=data_name, size_threshold=1024)
-            else:
-                onnx.save_model(model, str(staged))
-            onnx.checker.check_model(str(staged))
-            os.replace(staged, path)
+            with replacing(path) as staged:
+                if data_name:  # the data lands beside ``staged``, i.e. already in its final folder
+                    onnx.save_model(model, str(staged), save_as_external_data=True, all_tensors_to_one_file=True,
+                                    location=data_name, size_threshold=1024)
+                else:
+                    onnx.save_model(model, str(staged))
+                onnx.checker.check_model(str(staged))
         except BaseException:
-            staged.unlink(missing_ok=True)
-            if data_name:
+            if data_name:  # replacing removed the graph; its data file is this function's to remove
                 (path.parent / data_name).unlink(missing_ok=True)
             raise
         for old in path.parent.glob(f"{_glob_escape(path.name)}.*.data"):
@@ -391,7 +163,7 @@ def _weight_bytes(model) -> int:
     return total
 
 
-def _trace(module: SegmentModule, call: _Example, path: Path) -> None:
+def _trace(module: SegmentModule, call: ExampleCall, path: Path) -> None:
     """TorchScript exporter first, torch.export second; both with fixed shapes."""
     args = tuple(call.inputs.values())
     names = dict(input_names=list(call.inputs), output_names=call.outputs)
@@ -420,18 +192,6 @@ def _trace(module: SegmentModule, call: _Example, path: Path) -> None:
 
 ORT_DTYPES = {"tensor(float)": torch.float32, "tensor(float16)": torch.float16, "tensor(double)": torch.float64,
               "tensor(int64)": torch.int64, "tensor(int32)": torch.int32}
-
-
-def checked_inputs(given: dict, expected: dict, who: str, made: str, fix: str):
-    """(name, tensor, dtype) for each input a fixed-shape runner expects, after checking the
-    call gave it at the shape it was ``made`` (exported, built) for."""
-    for name, (shape, dtype) in expected.items():
-        x = given.get(name)
-        if x is None:
-            raise ValueError(f"{who} needs input {name!r}; the call gave {list(given)}")
-        if tuple(x.shape) != shape:
-            raise ValueError(f"{who} was {made} for {name} of shape {shape}, got {tuple(x.shape)}; {fix}")
-        yield name, x, dtype
 
 
 class OnnxSegment:

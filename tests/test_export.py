@@ -8,9 +8,9 @@ import onnxruntime  # noqa: F401 - the test extra installs it; fail loudly, not 
 import pytest
 import torch
 
-from engine.export import (MissingDependencyError, OnnxSegment, SegmentShapes, chain_calls, export_segments,
-                           load_onnx_segments, require_onnx, segment_names)
-from engine.segments import SegmentedUNet
+from engine.export import MissingDependencyError, OnnxSegment, export_segments, load_onnx_segments, require_onnx
+from engine.segment_io import SegmentShapes, chain_calls
+from engine.segments import SegmentedUNet, segment_names
 
 SIZE = (64, 64)  # pixels: latent 8x8, the smallest the U-Net's three upsamplers take
 ATOL = 1e-4  # fp32 onnxruntime against fp32 eager: only summation order differs

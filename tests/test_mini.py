@@ -206,7 +206,8 @@ def load_preset(name):
 def test_mini_runs_through_onnx_segments(tmp_path):
     """The TensorRT path's first half on mini: every U-Net segment exported to ONNX, the
     U-Net chained through them under onnxruntime equals the eager U-Net."""
-    from engine.export import SegmentShapes, export_segments, load_onnx_segments
+    from engine.export import export_segments, load_onnx_segments
+    from engine.segment_io import SegmentShapes
     from engine.segments import SegmentedUNet
 
     mini = load_model("mini", device="cpu")  # a fresh one: no pipeline's hooks on it

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 import live.cli.build_engines as build_engines
-from engine.export import SegmentShapes, chain_calls
+from engine.segment_io import SegmentShapes, chain_calls
 from engine.segments import SegmentedUNet
-from engine.tensorrt import (NO_GPU, TRT_INSTALL_HINT, EngineKey, TensorRTUnavailable, build_all, cache_status,
-                             default_cache_dir, find_engine, require_tensorrt, timing_cache_path, unet_fingerprint,
-                             write_engine)
+from engine.tensorrt import (NO_GPU, TRT_INSTALL_HINT, TensorRTUnavailable, build_all, default_cache_dir,
+                             require_tensorrt)
+from engine.trt_cache import EngineKey, cache_status, find_engine, timing_cache_path, unet_fingerprint, write_engine
 
 SHAPES = SegmentShapes(latent_height=8, latent_width=8, context_dim=32, dtype="fp16")
 
@@ -225,92 +225,98 @@ def test_build_engines_refuses_a_bad_batch(capsys, no_model_loading):
 
 # --------------------------------------------------------------------------- the build loop, with a stand-in TensorRT
 
+class _FakeInput:
+    def __init__(self, value):
+        self.name = value.name
+        self.shape = tuple(d.dim_value if d.HasField("dim_value") else -1
+                           for d in value.type.tensor_type.shape.dim)
+
+
+class _FakeNetwork:
+    inputs = ()
+
+    @property
+    def num_inputs(self):
+        return len(self.inputs)
+
+    def get_input(self, i):
+        return self.inputs[i]
+
+
+class _FakeOnnxParser:
+    num_errors = 0
+
+    def __init__(self, network, logger):
+        self.network = network
+
+    def parse_from_file(self, path):
+        import onnx
+
+        model = onnx.load(path)
+        onnx.checker.check_model(model)
+        self.network.inputs = [_FakeInput(v) for v in model.graph.input]
+        self.network.name = model.graph.output[0].name
+        return True
+
+
+class _FakeTimingCache:
+    def __init__(self, blob):
+        self.blob = bytes(blob)
+
+    def serialize(self):
+        return self.blob + b"+"
+
+
+class _FakeConfig:
+    def __init__(self):
+        self.flags, self.pools, self.cache = set(), {}, None
+
+    def set_memory_pool_limit(self, pool, size):
+        self.pools[pool] = size
+
+    def set_flag(self, flag):
+        self.flags.add(flag)
+
+    def create_timing_cache(self, blob):
+        return _FakeTimingCache(blob)
+
+    def set_timing_cache(self, cache, ignore_mismatch):
+        self.cache = cache
+        return True
+
+    def get_timing_cache(self):
+        return self.cache
+
+
+class _FakeBuilder:
+    def __init__(self, built):
+        self.built = built
+
+    def create_network(self, flags):
+        assert flags == 0
+        return _FakeNetwork()
+
+    def create_builder_config(self):
+        return _FakeConfig()
+
+    def build_serialized_network(self, network, config):
+        self.built.append((network, config))
+        return f"engine {network.name} {sorted(config.flags)}".encode()
+
+
 def fake_tensorrt(built):
     """Just enough of TensorRT 10's builder API to run build_engine and build_all on CPU:
     it checks what it is given (a parseable ONNX file with fixed input shapes, the
     builder settings) and returns a made-up engine. Says nothing about real TensorRT."""
     import types
 
-    import onnx
-
     trt = types.ModuleType("tensorrt")
     trt.__version__ = "10.0.0-fake"
     trt.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None})
     trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="workspace")
     trt.BuilderFlag = types.SimpleNamespace(FP16="fp16")
-
-    class Input:
-        def __init__(self, value):
-            self.name = value.name
-            self.shape = tuple(d.dim_value if d.HasField("dim_value") else -1
-                               for d in value.type.tensor_type.shape.dim)
-
-    class Network:
-        inputs = ()
-
-        @property
-        def num_inputs(self):
-            return len(self.inputs)
-
-        def get_input(self, i):
-            return self.inputs[i]
-
-    class OnnxParser:
-        num_errors = 0
-
-        def __init__(self, network, logger):
-            self.network = network
-
-        def parse_from_file(self, path):
-            model = onnx.load(path)
-            onnx.checker.check_model(model)
-            self.network.inputs = [Input(v) for v in model.graph.input]
-            self.network.name = model.graph.output[0].name
-            return True
-
-    class TimingCache:
-        def __init__(self, blob):
-            self.blob = bytes(blob)
-
-        def serialize(self):
-            return self.blob + b"+"
-
-    class Config:
-        def __init__(self):
-            self.flags, self.pools, self.cache = set(), {}, None
-
-        def set_memory_pool_limit(self, pool, size):
-            self.pools[pool] = size
-
-        def set_flag(self, flag):
-            self.flags.add(flag)
-
-        def create_timing_cache(self, blob):
-            return TimingCache(blob)
-
-        def set_timing_cache(self, cache, ignore_mismatch):
-            self.cache = cache
-            return True
-
-        def get_timing_cache(self):
-            return self.cache
-
-    class Builder:
-        def __init__(self, logger):
-            pass
-
-        def create_network(self, flags):
-            assert flags == 0
-            return Network()
-
-        def create_builder_config(self):
-            return Config()
-
-        def build_serialized_network(self, network, config):
-            built.append((network, config))
-            return f"engine {network.name} {sorted(config.flags)}".encode()
-
-    trt.Builder, trt.OnnxParser = Builder, OnnxParser
+    trt.Builder = lambda logger: _FakeBuilder(built)
+    trt.OnnxParser = _FakeOnnxParser
     return trt
 
 
