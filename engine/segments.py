@@ -169,6 +169,12 @@ class SegmentedUNet(nn.Module):
             self._run = self.segments
         log.info("U-Net in %d segments, backend %s %s", len(self._run), backend, self.compile_options or "")
 
+    @property
+    def traces(self) -> int:
+        """TorchScript graphs traced so far by the segments (the trace back-end; 0 on the
+        others): a retrace while the bends change shows here."""
+        return sum(getattr(run, "traces", 0) for run in self._run.values())
+
     # --- pass-throughs so this can stand in for model.unet --------------------------------
     @property
     def config(self):

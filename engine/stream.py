@@ -89,11 +89,11 @@ def stream_timesteps(steps: int, strength: float, num_train_timesteps: int = 100
 
 
 class StreamPipeline(BentPipeline):
-    fps = 20.0  # frames per second of a render: the clock a prompt schedule is read by
+    config_type = StreamConfig
 
     def __init__(self, model, config: Optional[StreamConfig] = None, bends: Iterable[Bend] = (),
                  backend: str = "eager"):
-        super().__init__(model, config or StreamConfig(), bends, backend)
+        super().__init__(model, config, bends, backend)
         self.frame_index = 0
 
     @torch.no_grad()
@@ -219,7 +219,7 @@ class StreamPipeline(BentPipeline):
     def traces(self) -> int:
         """TorchScript graphs traced so far by this pipeline's U-Net segments and VAE passes
         (the trace back-end; 0 on the others): a retrace while the bends change shows here."""
-        runs = [*getattr(self.unet, "_run", {}).values(), self.encode_image, self.decode_latent]
+        runs = [self.unet, self.encode_image, self.decode_latent]
         return sum(getattr(run, "traces", 0) for run in runs)
 
     def frame(self, i: int = 0, total: Optional[int] = None) -> Tensor:
