@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import numpy as np
@@ -23,6 +24,20 @@ from live.audio.filesource import FileSource
 from live.audio.input import AudioInput
 from live.media import write_audio_wav
 from pulse import RATE, pulse, tone  # noqa: F401  (the session fixture; tests/ is on sys.path)
+
+
+@contextmanager
+def listening(check_every: float = 0.5):
+    """AudioInput on "pulse" and its FeatureThread, once blocks flow; both stopped after."""
+    with AudioInput("pulse") as audio:
+        features = FeatureThread(audio, check_every=check_every)
+        features.start()
+        try:
+            flowing(audio)
+            yield audio, features
+        finally:
+            features.stop()
+
 
 TONE_RMS = 0.5 / math.sqrt(2)   # a sine of amplitude 0.5
 HEARD = 0.05                     # rms above this: the tone is in the window
@@ -96,28 +111,22 @@ def test_an_unknown_device_is_refused_with_the_list_of_inputs(pulse):
 
 
 def test_a_played_tone_reaches_the_feature_ring_within_200_ms(pulse):
-    with AudioInput("pulse") as audio:
-        features = FeatureThread(audio)
-        features.start()
-        try:
-            flowing(audio)
-            figures = []
-            with pulse.player() as player:
-                time.sleep(0.2)
-                for _ in range(5):
-                    # t_play: the first tone sample is handed to pacat (process start excluded).
-                    t_play = player.play(tone(0.3))
-                    frame, t_seen = first_heard(features, since=t_play - 0.2)
-                    figures.append((frame.time - t_play, t_seen - frame.time, t_seen - t_play))
-                    time.sleep(0.15)  # the window is now entirely inside the tone
-                    steady = features.latest()
-                    assert steady["rms"] == pytest.approx(TONE_RMS, rel=0.05)
-                    assert steady["centroid"] == pytest.approx(1000.0, abs=50.0)
-                    time.sleep(0.5)   # tone over, window silent again before the next one
-                    assert features.latest()["rms"] < 1e-3
-            assert features.is_alive() and features.errors == 0
-        finally:
-            features.stop()
+    with listening() as (audio, features):
+        figures = []
+        with pulse.player() as player:
+            time.sleep(0.2)
+            for _ in range(5):
+                # t_play: the first tone sample is handed to pacat (process start excluded).
+                t_play = player.play(tone(0.3))
+                frame, t_seen = first_heard(features, since=t_play - 0.2)
+                figures.append((frame.time - t_play, t_seen - frame.time, t_seen - t_play))
+                time.sleep(0.15)  # the window is now entirely inside the tone
+                steady = features.latest()
+                assert steady["rms"] == pytest.approx(TONE_RMS, rel=0.05)
+                assert steady["centroid"] == pytest.approx(1000.0, abs=50.0)
+                time.sleep(0.5)   # tone over, window silent again before the next one
+                assert features.latest()["rms"] < 1e-3
+        assert features.is_alive() and features.errors == 0
     capture, delivery, total = np.array(figures).T
     print(f"\ntone start -> capture stamp of first frame that hears it: "
           f"{1000 * capture.min():.1f}..{1000 * capture.max():.1f} ms; "
@@ -224,27 +233,21 @@ def test_reads_are_never_torn_while_the_callback_laps_the_ring(pulse):
 
 def test_a_process_stall_is_survived_without_declaring_the_device_lost(pulse, caplog):
     caplog.set_level(logging.INFO, logger="netbend.audio")
-    with AudioInput("pulse") as audio:
-        features = FeatureThread(audio, check_every=0.1)
-        features.start()
+    with listening(check_every=0.1) as (audio, features):
+        wait_for(lambda: audio.state == "running", 1.0, "state running")
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(5.0)  # this loop keeps the GIL: no callback, no feature hop
         try:
-            flowing(audio)
-            wait_for(lambda: audio.state == "running", 1.0, "state running")
-            interval = sys.getswitchinterval()
-            sys.setswitchinterval(5.0)  # this loop keeps the GIL: no callback, no feature hop
-            try:
-                t = time.monotonic()
-                while time.monotonic() - t < 1.0:
-                    pass
-            finally:
-                sys.setswitchinterval(interval)
-            time.sleep(0.5)
-            assert features.is_alive() and features.errors == 0
-            assert features.skipped_hops >= 50
-            assert audio.state == "running"
-            assert features.latest().time > t + 1.0
+            t = time.monotonic()
+            while time.monotonic() - t < 1.0:
+                pass
         finally:
-            features.stop()
+            sys.setswitchinterval(interval)
+        time.sleep(0.5)
+        assert features.is_alive() and features.errors == 0
+        assert features.skipped_hops >= 50
+        assert audio.state == "running"
+        assert features.latest().time > t + 1.0
     assert not [r for r in caplog.records if "lost" in r.getMessage() or "reopened" in r.getMessage()]
     print(f"\nafter a 1 s stall: overruns {audio.overruns}, status flags {audio.status_flags} "
           "(PulseAudio buffers the stall, so PortAudio flags no overflow)")
@@ -252,36 +255,30 @@ def test_a_process_stall_is_survived_without_declaring_the_device_lost(pulse, ca
 
 def test_a_device_that_disappears_reads_silence_and_recovers(pulse, caplog):
     caplog.set_level(logging.INFO, logger="netbend.audio")
-    with AudioInput("pulse") as audio:
-        features = FeatureThread(audio, check_every=0.25)
-        features.start()
+    with listening(check_every=0.25) as (audio, features):
+        with pulse.player() as player:
+            player.play(tone(0.5))
+            first_heard(features, since=time.monotonic() - 0.1)
+        pulse.unload_sink()                       # the monitor and our stream die
         try:
-            flowing(audio)
-            with pulse.player() as player:
-                player.play(tone(0.5))
-                first_heard(features, since=time.monotonic() - 0.1)
-            pulse.unload_sink()                       # the monitor and our stream die
-            try:
-                wait_for(lambda: audio.state == "lost", 2.0, "state lost", step=0.01)
-                samples, _ = audio.read_window(2205)
-                assert not samples.any()
-                time.sleep(1.0)                       # a few failed reopen attempts
-                assert audio.state == "lost"
-                assert features.is_alive() and features.errors == 0
-                assert features.latest()["rms"] == 0.0
-            finally:
-                pulse.load_sink()
-            t_back = time.monotonic()
-            wait_for(lambda: audio.state == "running", 5.0, "the stream reopened", step=0.01)
-            reopened = time.monotonic() - t_back
-            flowing(audio)
-            with pulse.player() as player:
-                t_play = player.play(tone(0.5))
-                frame, t_seen = first_heard(features, since=t_play - 0.2)
-                time.sleep(0.1)
-                assert features.latest()["centroid"] == pytest.approx(1000.0, abs=50.0)
+            wait_for(lambda: audio.state == "lost", 2.0, "state lost", step=0.01)
+            samples, _ = audio.read_window(2205)
+            assert not samples.any()
+            time.sleep(1.0)                       # a few failed reopen attempts
+            assert audio.state == "lost"
+            assert features.is_alive() and features.errors == 0
+            assert features.latest()["rms"] == 0.0
         finally:
-            features.stop()
+            pulse.load_sink()
+        t_back = time.monotonic()
+        wait_for(lambda: audio.state == "running", 5.0, "the stream reopened", step=0.01)
+        reopened = time.monotonic() - t_back
+        flowing(audio)
+        with pulse.player() as player:
+            t_play = player.play(tone(0.5))
+            frame, t_seen = first_heard(features, since=t_play - 0.2)
+            time.sleep(0.1)
+            assert features.latest()["centroid"] == pytest.approx(1000.0, abs=50.0)
     messages = [r.getMessage() for r in caplog.records]
     lost = [m for m in messages if ": lost" in m]
     assert len(lost) == 1, messages                   # once per state change, not per attempt
@@ -294,31 +291,25 @@ def test_a_frozen_sound_server_never_blocks_the_feature_thread(pulse, caplog):
     """The stall path: the daemon is stopped (SIGSTOP), so blocks cease while the stream
     stays open and closing it blocks until the daemon runs again."""
     caplog.set_level(logging.INFO, logger="netbend.audio")
-    with AudioInput("pulse") as audio:
-        features = FeatureThread(audio, check_every=0.25)
-        features.start()
+    with listening(check_every=0.25) as (audio, features):
+        wait_for(lambda: audio.state == "running", 1.0, "state running", step=0.01)
+        os.kill(pulse.process.pid, signal.SIGSTOP)
         try:
-            flowing(audio)
-            wait_for(lambda: audio.state == "running", 1.0, "state running", step=0.01)
-            os.kill(pulse.process.pid, signal.SIGSTOP)
-            try:
-                t_frozen = time.monotonic()
-                wait_for(lambda: audio.state == "lost", 2.0, "state lost", step=0.01)
-                noticed = time.monotonic() - t_frozen
-                hops = features.hops
-                time.sleep(1.0)
-                assert features.hops - hops >= 80              # still on its 10 ms hop
-                assert features.errors == 0 and features.latest()["rms"] == 0.0
-                assert not audio.read_window(2205)[0].any()
-            finally:
-                os.kill(pulse.process.pid, signal.SIGCONT)
-            wait_for(lambda: audio.state == "running", 5.0, "the stream reopened", step=0.01)
-            flowing(audio)
-            with pulse.player() as player:
-                t_play = player.play(tone(0.5))
-                first_heard(features, since=t_play - 0.2)
+            t_frozen = time.monotonic()
+            wait_for(lambda: audio.state == "lost", 2.0, "state lost", step=0.01)
+            noticed = time.monotonic() - t_frozen
+            hops = features.hops
+            time.sleep(1.0)
+            assert features.hops - hops >= 80              # still on its 10 ms hop
+            assert features.errors == 0 and features.latest()["rms"] == 0.0
+            assert not audio.read_window(2205)[0].any()
         finally:
-            features.stop()
+            os.kill(pulse.process.pid, signal.SIGCONT)
+        wait_for(lambda: audio.state == "running", 5.0, "the stream reopened", step=0.01)
+        flowing(audio)
+        with pulse.player() as player:
+            t_play = player.play(tone(0.5))
+            first_heard(features, since=t_play - 0.2)
     assert len([r for r in caplog.records if ": lost" in r.getMessage()]) == 1
     print(f"\nfrozen server noticed after {1000 * noticed:.0f} ms")
 

@@ -68,8 +68,10 @@ def _live_parser(sub) -> None:
     audio.add_argument("--play", action="store_true", help="with --audio-file: also play it to the speakers")
     audio.add_argument("--no-audio", action="store_true", help="no audio input: features stay at 0")
     audio.add_argument("--channels", help="input channels to use, 1-based, e.g. 1 or 1,2 (mixed to mono)")
-    audio.add_argument("--gain", type=float, default=0.0, help="input gain in dB")
-    audio.add_argument("--gate", type=float, default=-70.0, help="noise gate threshold in dBFS")
+    audio.add_argument("--gain", type=float, default=0.0, help="input gain in dB, -60..40 (default 0; "
+                                                               "/netbend/gain changes it)")
+    audio.add_argument("--gate", type=float, default=-70.0, help="a line-in's noise gate threshold in dBFS, <= 0 "
+                                                                 "(default -70)")
     osc = p.add_argument_group("OSC")
     osc.add_argument("--osc-port", type=int, default=9000, help="UDP port to listen on (default 9000; -1: as --no-osc)")
     osc.add_argument("--no-osc", action="store_true", help="no OSC server (and no OSCQuery)")

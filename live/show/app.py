@@ -22,11 +22,14 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from live.show.options import LiveOptions
 from live.show.remote_control import RemoteControl, open_remote_control
 from live.show.signals import StopSignals
+
+if TYPE_CHECKING:
+    from live.audio.features import SupervisedSource
 
 log = logging.getLogger("netbend.live")
 
@@ -113,7 +116,7 @@ def _inputs(opts: LiveOptions):
 class _Parts:
     """What the show started, each None until made; ``close`` ends them in a safe order."""
     window: Any = None
-    source: Any = None  # the AudioInput or FileSource
+    source: Optional[SupervisedSource] = None  # the AudioInput or FileSource
     feature_thread: Any = None
     outputs: Any = None
     render: Optional[threading.Thread] = None
@@ -196,7 +199,7 @@ def _load_pipeline(opts: LiveOptions, preset, window):
     return pipe, preset, upload
 
 
-def _audio_source(opts: LiveOptions):
+def _audio_source(opts: LiveOptions) -> SupervisedSource:
     from live.audio.filesource import FileSource
     from live.audio.input import AudioInput
 
