@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from engine.export import segment_names
+    from engine.segments import segment_names
     from engine.model_files import ModelNotFoundError, PickleRefusedError
     from engine.models import load_model
     from engine.tensorrt import build_all, default_cache_dir

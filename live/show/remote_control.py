@@ -95,7 +95,7 @@ def _open_oscquery(opts: LiveOptions, side: RemoteControl, tempo):
 def mapped_values(show) -> dict:
     """/netbend/bend/<n>/value: the param each mapped bend rendered with last, so a slider
     in the patch can follow what the audio does to it."""
-    out, bends, k = {}, list(getattr(show, "_last_bends", ())), 0
+    out, bends, k = {}, list(show.last_bends), 0
     for n, slot in enumerate(show.state.slots, start=1):
         if slot is None:
             continue

@@ -110,6 +110,11 @@ class Show:
         return self._state
 
     @property
+    def last_bends(self) -> list:
+        """The bends the newest frame was rendered with (mappings and a fade applied)."""
+        return self._last_bends
+
+    @property
     def slots(self) -> list[str]:
         return self.presets.slots
 
