@@ -243,7 +243,7 @@ def test_render_and_sweep_jobs_check_their_fields_when_made(tmp_path):
 
 def test_one_size_rule_per_flag():
     from live.cli.build_engines import ENGINE_SIZE
-    from live.cli.checks import FRAME_SIZE, SizeRule
+    from live.checks import FRAME_SIZE, SizeRule
     from live.cli.render import RenderError, parse_frame_size
 
     assert parse_frame_size("512x384") == (512, 384) and parse_frame_size(None) is None

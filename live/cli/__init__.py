@@ -240,7 +240,7 @@ def _check_backend(args: argparse.Namespace) -> None:
     backend = getattr(args, "backend", None)
     if backend is None:
         return
-    from live.cli.checks import check_backend
+    from live.checks import check_backend
 
     check_backend(backend)
     if backend == "tensorrt":

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from live.cli.checks import SizeRule
+from live.checks import SizeRule
 
 log = logging.getLogger("netbend.build_engines")
 

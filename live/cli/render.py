@@ -23,7 +23,7 @@ from typing import Optional
 import numpy as np
 
 from engine.atomic import write_atomically
-from live.cli.checks import FRAME_SIZE, check_backend
+from live.checks import FRAME_SIZE, check_backend
 
 log = logging.getLogger("netbend.render")
 
@@ -39,7 +39,7 @@ _FRAME_SIZE = replace(FRAME_SIZE, error=RenderError)
 
 def parse_frame_size(text: Optional[str]) -> Optional[tuple[int, int]]:
     """--size of the frames render, live, sweep and bench make: 'WxH' -> (width, height)
-    under ``live.cli.checks.FRAME_SIZE``; RenderError otherwise."""
+    under ``live.checks.FRAME_SIZE``; RenderError otherwise."""
     return _FRAME_SIZE.parse(text)
 
 

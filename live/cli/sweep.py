@@ -18,7 +18,7 @@ from typing import Optional
 from engine.atomic import replacing
 from engine.bends import LATENT, Bend
 from engine.bends import parse_layer as parse_layer_spelling
-from live.cli.checks import FRAME_SIZE, check_backend
+from live.checks import FRAME_SIZE, check_backend
 
 
 @dataclass

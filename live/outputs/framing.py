@@ -24,6 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from live.checks import SizeRule
+
 __all__ = ["MODES", "UPSCALES", "Framing", "Rect", "parse_output_size", "place"]
 
 MODES = ("fit", "fill", "stretch")
@@ -33,17 +35,13 @@ MAX_SIDE = 8192  # what GL textures and H.264 levels handle everywhere; 8K is pa
 Rect = tuple[int, int, int, int]  # x, y, width, height; origin bottom-left (an OpenGL viewport)
 
 
+# any size a GL texture and an H.264 level take: an odd 1366x768 laptop panel included
+OUTPUT_SIZE = SizeRule(multiple=1, smallest=2, largest=MAX_SIDE, example="1920x1080")
+
+
 def parse_output_size(text: Optional[str]) -> Optional[tuple[int, int]]:
     """'WxH' -> (width, height); None stays None. Raises ValueError naming what is allowed."""
-    if text is None:
-        return None
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"bad --output-size {text!r}; write WIDTHxHEIGHT, e.g. 1920x1080") from None
-    if not (2 <= w <= MAX_SIDE and 2 <= h <= MAX_SIDE):
-        raise ValueError(f"bad --output-size {text!r}; width and height must be 2..{MAX_SIDE} pixels")
-    return w, h
+    return OUTPUT_SIZE.parse(text, "--output-size")
 
 
 def place(frame_size: tuple[int, int], area: Rect, mode: str = "fit") -> Rect:
@@ -74,10 +72,7 @@ class Framing:
             raise ValueError(f"unknown scaling {self.mode!r}; allowed: {', '.join(MODES)}")
         if self.upscale not in UPSCALES:
             raise ValueError(f"unknown upscale {self.upscale!r}; allowed: {', '.join(UPSCALES)}")
-        if self.size is not None:
-            w, h = self.size
-            if not (isinstance(w, int) and isinstance(h, int) and 2 <= w <= MAX_SIDE and 2 <= h <= MAX_SIDE):
-                raise ValueError(f"output size must be two integers 2..{MAX_SIDE}, got {self.size!r}")
+        OUTPUT_SIZE.check(self.size, "output size")
 
     def to_dict(self) -> dict:
         return {"size": None if self.size is None else list(self.size), "mode": self.mode, "upscale": self.upscale}

@@ -95,7 +95,7 @@ class LiveOptions:
             raise ValueError(f"--features-hz must be > 0, got {self.features_hz}")
 
     def _check_show(self) -> None:
-        from live.cli.checks import FRAME_SIZE, check_backend
+        from live.checks import FRAME_SIZE, check_backend
         from live.control.state import QUANTIZE
         from live.control.tempo import check_bpm
 

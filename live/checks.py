@@ -1,11 +1,13 @@
-"""Checks of values several commands share, made before anything is loaded: picture sizes
-(``SizeRule``, ``FRAME_SIZE``) and the U-Net back-end's name (``check_backend``).
+"""Checks of values that the commands, the live show and the outputs share, made before
+anything is loaded: picture sizes (``SizeRule``, ``FRAME_SIZE``) and the U-Net back-end's
+name (``check_backend``).
 
 A size is given as 'WIDTHxHEIGHT' and parsed and checked in one place, ``SizeRule``.
 
 ``FRAME_SIZE`` is the rule for the frames render, live, sweep and bench make (render raises
 it as its own RenderError: ``live.cli.render.parse_frame_size``); other flags state theirs
-where they are read (TensorRT engines need multiples of 64: ``live.cli.build_engines``). A
+where they are read (TensorRT engines need multiples of 64: ``live.cli.build_engines``;
+outputs any size from 2 pixels: ``live.outputs.framing``). A
 wrong value is one message naming the flag, what was given and what is allowed.
 
     rule = SizeRule(multiple=64, smallest=64, why="engines have fixed shapes, so ")
