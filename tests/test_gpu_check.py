@@ -1,11 +1,12 @@
 """scripts/gpu-check: the dry run CI runs (the plan, and that everything it names exists),
 and the report the real run writes. The real run needs the GPU machine; its CPU twin
 (`scripts/gpu-check --smoke`) takes minutes and is run by hand."""
-import importlib.machinery
-import importlib.util
+import importlib
+import importlib.metadata as metadata
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -17,23 +18,21 @@ def gpu_check(*args, timeout=120):
 
 
 @pytest.fixture(scope="module")
-def script():
-    loader = importlib.machinery.SourceFileLoader("gpu_check", str(SCRIPT))
-    spec = importlib.util.spec_from_loader("gpu_check", loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_check"] = module  # dataclasses look their module up there
+def modules():
+    """The gpu_check_* modules beside the script, imported from there as the script imports them."""
+    sys.path.insert(0, str(SCRIPT.parent))
     try:
-        loader.exec_module(module)
-        yield module
+        yield SimpleNamespace(**{name: importlib.import_module(f"gpu_check_{name}")
+                                 for name in ("plan", "imports", "wheels", "report")})
     finally:
-        sys.modules.pop("gpu_check", None)
+        sys.path.remove(str(SCRIPT.parent))
 
 
-def test_dry_run_prints_the_plan_and_finds_everything_it_names(tmp_path, script):
+def test_dry_run_prints_the_plan_and_finds_everything_it_names(tmp_path, modules):
     run = gpu_check("--dry-run", "--wheels", str(tmp_path / "not-prepared"))
     assert run.returncode == 0, run.stderr
     out = run.stdout
-    for stage in script.STAGES:
+    for stage in modules.plan.STAGES:
         assert stage.name in out
     assert "--model sd-turbo-arch --size 512x512 --steps 1 --bends 2 --device cuda" in out
     assert "--backend eager --peer diffusers" in out and "--backend compile" in out and "--backend tensorrt" in out
@@ -41,7 +40,7 @@ def test_dry_run_prints_the_plan_and_finds_everything_it_names(tmp_path, script)
     assert "run scripts/gpu-check --prepare" in out  # the wheels are not there: it says how to get them
     assert "diffusers==" in out and "kornia==" in out
     assert "ready (every command, test and wheel named above exists)" in out
-    assert sum(s.limit_s for s in script.STAGES if s.needs is None) <= script.RUN_BUDGET_S
+    assert sum(s.limit_s for s in modules.plan.STAGES if s.needs is None) <= modules.plan.RUN_BUDGET_S
 
 
 def test_dry_run_fails_on_a_folder_without_the_planned_wheels(tmp_path):
@@ -55,19 +54,19 @@ def test_dry_run_fails_on_a_folder_without_the_planned_wheels(tmp_path):
     assert "kornia==0.9.0: no wheel" in run.stderr
 
 
-def test_every_import_on_the_stages_paths_is_in_the_image_carried_or_explained(script):
-    tests = list(script.gpu_test_files())
-    imports = script.stage_imports(["live.cli", "live.cli.bench", "live.cli.peers", "engine.models"], tests)
-    assert "diffusers" in imports and "kornia" in imports  # lazily imported ones are found too
-    assert "engine" not in imports and "torch" in imports
-    installed = script.metadata.packages_distributions()
-    carried = {script.normalise(n) for n in script.WHEELS}
-    for module in imports:
-        dist = script.distribution_of(module, installed)
-        assert dist in script.IMAGE_PACKAGES or dist in carried or dist in script.NOT_CARRIED, module
+def test_every_import_on_the_stages_paths_is_in_the_image_carried_or_explained(modules):
+    tests = list(modules.plan.gpu_test_files())
+    found = modules.imports.stage_imports(["live.cli", "live.cli.bench", "live.cli.peers", "engine.models"], tests)
+    assert "diffusers" in found and "kornia" in found  # lazily imported ones are found too
+    assert "engine" not in found and "torch" in found
+    installed = metadata.packages_distributions()
+    carried = {modules.wheels.normalise(n) for n in modules.plan.WHEELS}
+    for module in found:
+        dist = modules.imports.distribution_of(module, installed)
+        assert dist in modules.plan.IMAGE_PACKAGES or dist in carried or dist in modules.plan.NOT_CARRIED, module
 
 
-def test_report_table_lifts_the_bench_figures_and_marks_missing_ones(script):
+def test_report_table_lifts_the_bench_figures_and_marks_missing_ones(modules):
     bench = {"backend": "compile", "model": "sd-turbo-arch", "size": [512, 512], "fps": 101.5, "fps_no_bends": 104.0,
              "frame_ms": {"p50": 9.5, "p95": 10.25, "p99": 11.0}, "jitter_ms": 1.5,
              "audio_to_frame_ms": {"p50": 15.0, "p95": 19.5, "p99": 20.0},
@@ -81,7 +80,7 @@ def test_report_table_lifts_the_bench_figures_and_marks_missing_ones(script):
                          {"name": "bench-tensorrt", "status": "skipped", "seconds": 0.0, "limit_s": 0,
                           "reason": "`import tensorrt` fails here"}],
               "benches": {"bench-compile": bench}, "not_timed": {"StreamDiffusion": "not carried"}}
-    text = script.markdown(report)
+    text = modules.report.markdown(report)
     assert "Machine: NVIDIA X, 1, 2 MiB" in text
     assert "| gpu-tests | ok | 9.0 | 90 | 3 passed in 9s |" in text
     assert "| bench-tensorrt | skipped | 0.0 | 0 | `import tensorrt` fails here |" in text
