@@ -45,7 +45,8 @@ def fsync_folder(folder: Path) -> None:
 
 
 def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+    # read-write: Windows' fsync (_commit) refuses a descriptor opened read-only
+    fd = os.open(path, os.O_RDWR)
     try:
         os.fsync(fd)
     finally:
