@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional, Union
@@ -53,12 +54,32 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
+def _fsync_written(path: Path) -> None:
+    """fsync what the writer made: one file, or a folder's files and the folder itself."""
+    if not path.is_dir():
+        _fsync_file(path)
+        return
+    for item in sorted(path.rglob("*")):
+        if item.is_file() and not item.is_symlink():
+            _fsync_file(item)
+    for folder in sorted((p for p in path.rglob("*") if p.is_dir()), reverse=True):
+        fsync_folder(folder)
+    fsync_folder(path)
+
+
+def _remove_written(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 @contextmanager
 def replacing(path: Union[str, os.PathLike], *, mode: Optional[int] = None,
               durable: bool = True) -> Iterator[Path]:
     """Yield a temp path beside ``path``; when the block ends cleanly, move it over ``path``.
 
-    The block writes the temp file by any means. On a clean exit the file is fsynced
+    The block writes the temp file (or folder) by any means. On a clean exit the file is fsynced
     (``durable``), given ``mode`` if one is set, and replaces ``path``; then the folder is
     fsynced so the rename survives a power cut. On any exception the temp file is removed
     and ``path`` is untouched. The folder is made if needed."""
@@ -70,12 +91,12 @@ def replacing(path: Union[str, os.PathLike], *, mode: Optional[int] = None,
         if not tmp.exists():
             raise FileNotFoundError(f"{path}: the writer left no file to move into place")
         if durable:
-            _fsync_file(tmp)
+            _fsync_written(tmp)
         if mode is not None:
             os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _remove_written(tmp)
         raise
     if durable:
         fsync_folder(path.parent)

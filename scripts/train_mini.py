@@ -268,12 +268,8 @@ def export(args, state: dict, out: Path) -> Path:
         "scaling_factor": state["scaling_factor"],
     }
     with replacing(out) as tmp:
-        try:
-            model.save_pretrained(tmp)
-            (tmp / "TRAINING.json").write_text(json.dumps(record, indent=2) + "\n")
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)  # a folder: replacing itself removes only a file
-            raise
+        model.save_pretrained(tmp)
+        (tmp / "TRAINING.json").write_text(json.dumps(record, indent=2) + "\n")
         shutil.rmtree(out, ignore_errors=True)  # os.replace moves a folder onto no folder or an empty one
     return out
 

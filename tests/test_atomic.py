@@ -37,3 +37,18 @@ def test_the_temp_name_keeps_the_suffix_for_writers_that_choose_a_format_by_it(t
     tmp = temp_beside(tmp_path / "show.wav")
     assert tmp.suffix == ".wav" and tmp.parent == tmp_path and tmp.name.startswith(".show.wav.")
     assert temp_beside(tmp_path / "show.wav") != tmp
+
+
+def test_a_folder_is_written_in_place_whole_and_a_failing_one_leaves_nothing(tmp_path):
+    # train_mini writes whole diffusers folders through replacing(); fsync must take a folder
+    out = tmp_path / "mini"
+    with replacing(out) as tmp:
+        (tmp / "unet").mkdir(parents=True)
+        (tmp / "unet" / "config.json").write_text("{}")
+    assert (out / "unet" / "config.json").read_text() == "{}"
+    with pytest.raises(RuntimeError, match="killed"):
+        with replacing(tmp_path / "other") as tmp:
+            (tmp / "vae").mkdir(parents=True)
+            (tmp / "vae" / "half.safetensors").write_bytes(b"x")
+            raise RuntimeError("killed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mini"]
