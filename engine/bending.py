@@ -82,6 +82,14 @@ def block_points(names: Iterable[str]) -> list[str]:
     return [n for n in names if n.count(".") <= 1]
 
 
+def forward_hooks(module: nn.Module) -> "OrderedDict[str, int]":
+    """Forward (and pre-forward) hooks on ``module`` and its children, by module name ("" is
+    ``module`` itself), whoever made them. torch has no public way to ask; this is the one
+    place that reads its hook dicts."""
+    return OrderedDict((name, len(m._forward_hooks) + len(m._forward_pre_hooks))
+                       for name, m in module.named_modules() if m._forward_hooks or m._forward_pre_hooks)
+
+
 def _bend_output(output, bends: Sequence[Bend], point: str, step: int):
     """Bend the primary tensor of a module's output, whatever container it comes in."""
     if isinstance(output, Tensor):

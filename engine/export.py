@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from .atomic import replacing
+from .bending import forward_hooks
 from .segment_io import (DTYPES, ExampleCall, SegmentModule, SegmentShapes, call_result, checked_inputs,
                          example_calls, named_inputs)
 from .segments import SegmentedUNet, segment_kind, segment_names
@@ -88,7 +89,7 @@ def export_segments(unet: nn.Module, shapes: SegmentShapes, out_dir: str | os.Pa
     if unet.dtype != shapes.torch_dtype:
         raise ValueError(f"the U-Net is {unet.dtype} but the shapes ask for {shapes.dtype}; load the model in "
                          f"{shapes.torch_dtype} or export with dtype={_dtype_name(unet.dtype)!r}")
-    hooked = [n or "(the U-Net)" for n, m in unet.named_modules() if m._forward_hooks or m._forward_pre_hooks]
+    hooked = [n or "(the U-Net)" for n in forward_hooks(unet)]
     if hooked:
         raise ValueError(f"the U-Net has forward hooks on {', '.join(hooked[:5])}{' …' if len(hooked) > 5 else ''} "
                          "(bends?); remove them before exporting, or they are traced into the graphs")

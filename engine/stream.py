@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from .pipeline_base import BentPipeline, check_size
+from .bending import forward_hooks
 from .bends import Bend
 from .prompts import PromptSchedule
 from .sampling import alphas_cumprod, guided_unet, predict_x0, seeded_noise, slerp
@@ -213,7 +214,7 @@ class StreamPipeline(BentPipeline):
     def unet_hooks(self) -> int:
         """Forward hooks on the model's U-Net and its modules, whoever made them (torch has no
         public count): changing the bends must never change it."""
-        return sum(len(m._forward_hooks) for m in self.model.unet.modules())
+        return sum(forward_hooks(self.model.unet).values())
 
     @property
     def traces(self) -> int:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import engine.bending as bending
-from engine.bending import Bender, block_points, unet_points
+from engine.bending import Bender, block_points, forward_hooks, unet_points
 from engine.bends import Bend, apply_bend
 from engine.operators import OPERATORS
 from tests.test_operators import r_for
@@ -23,7 +23,7 @@ def run_unet(model, inputs):
 
 
 def hook_count(module):
-    return sum(len(m._forward_hooks) for m in module.modules())
+    return sum(forward_hooks(module).values())
 
 
 def test_points_are_in_forward_order(tiny):
@@ -147,3 +147,15 @@ def test_a_new_bender_replaces_the_previous_one_on_the_same_model(tiny):
         first.remove()
         second.remove()
     assert hook_count(tiny.unet) == 0
+
+
+def test_forward_hooks_names_each_hooked_module_and_counts_pre_hooks_too():
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    assert forward_hooks(net) == {}
+    a = net[0].register_forward_hook(lambda m, i, o: o)
+    b = net[1].register_forward_pre_hook(lambda m, i: i)
+    c = net.register_forward_hook(lambda m, i, o: o)
+    assert dict(forward_hooks(net)) == {"": 1, "0": 1, "1": 1}
+    for h in (a, b, c):
+        h.remove()
+    assert forward_hooks(net) == {}
