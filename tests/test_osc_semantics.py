@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import urllib.request
 
@@ -181,10 +183,10 @@ class Listener:
 def served():
     made = []
 
-    def make(state=None, **kw):
+    def make(state=None, feedback_port=None, **kw):
         t = Table(state, **kw)
         fb = Listener()
-        server = OscServer(t.control, feedback=("127.0.0.1", fb.port)).start()
+        server = OscServer(t.control, feedback=("127.0.0.1", feedback_port or fb.port)).start()
         real = t.submit
 
         def submit(command):  # the render thread's part: apply, then echo
@@ -206,6 +208,50 @@ def test_the_state_reply_reaches_the_feedback_target_from_a_random_port(served):
     client(server.port, [[STATE, []]])
     got = fb.collect(until=STATE_END)
     assert got[-1] == (STATE_END, ()) and ("/netbend/bend/2/operator", ("rotate",)) in got
+
+
+def test_liblo_tools_as_an_independent_client_steer_the_show_and_hear_its_replies(served):
+    """liblo's oscsend (random source port, Max-like symbols) and oscdump as the feedback
+    target: another OSC implementation than the python-osc netbend itself uses."""
+    missing = [exe for exe in ("oscsend", "oscdump") if shutil.which(exe) is None]
+    if missing:
+        pytest.fail(f"liblo-tools is not installed ({', '.join(missing)} missing): scripts/install-system-deps",
+                    pytrace=False)
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    dump_port = probe.getsockname()[1]
+    probe.close()
+    dump = subprocess.Popen(["oscdump", "-L", str(dump_port)], stdout=subprocess.PIPE, text=True)
+    lines = []  # "<address> <types> <args>": oscdump puts the time tag first
+
+    def read():
+        for line in dump.stdout:
+            lines.append(line.strip().split(" ", 1)[-1])
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        t, server, _ = served(with_bends(2).state, feedback_port=dump_port)
+        time.sleep(0.3)  # oscdump is listening
+
+        def oscsend(address, types="", *args):
+            subprocess.run(["oscsend", "localhost", str(server.port), address, types, *map(str, args)],
+                           check=True, timeout=10)
+
+        oscsend("/netbend/prompt", "sss", "orange", "rings", "blue")
+        oscsend("/netbend/bend/*/enable", "i", 0)
+        oscsend("/netbend/strength", "s", "loud")
+        oscsend(STATE)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(line.startswith(STATE_END) for line in lines):
+            time.sleep(0.05)
+    finally:
+        dump.kill()
+        dump.wait()
+    assert t.state.prompt == "orange rings blue"
+    assert [slot.enabled for slot in t.state.bends if slot is not None] == [False, False]
+    assert '/netbend/prompt s "orange rings blue"' in lines, lines
+    assert any(line.startswith("/netbend/error") and "strength" in line for line in lines), lines
+    assert "/netbend/bend/2/enable i 0" in lines and any(line.startswith(STATE_END) for line in lines)
 
 
 def test_a_preset_load_echoes_every_value_it_sets(served):
