@@ -99,6 +99,25 @@ def test_unknown_device_monitor_and_preset_list_what_exists(tmp_path):
         assert err.startswith("netbend: error:") and needle in err, (args, err)
 
 
+def test_a_wrong_preset_is_reported_before_the_model_code_loads():
+    """Before the fix the error handler imported diffusers (seconds) only to catch its errors."""
+    code = ("import sys; from live.cli import main; "
+            "code = main(['live', '--headless', '--model', 'tiny', '--osc-port', '-1', '--preset', 'no-such']); "
+            "print(code, 'diffusers' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split() == ["2", "False"], (proc.stdout, proc.stderr)
+    assert "unknown preset 'no-such'" in proc.stderr
+
+
+def test_every_user_error_type_the_cli_names_exists():
+    import importlib
+
+    from live.cli import _USER_ERRORS
+
+    for home, name in _USER_ERRORS:
+        assert issubclass(getattr(importlib.import_module(home), name), Exception), (home, name)
+
+
 def test_the_show_in_a_real_window(xvfb, tmp_path):
     """The whole app with its glfw window under Xvfb: frames reach the screen, and the app
     measures audio-to-photon latency."""

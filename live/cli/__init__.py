@@ -24,19 +24,20 @@ from typing import Optional, Sequence
 log = logging.getLogger("netbend")
 
 
-def _user_errors() -> tuple[type, ...]:
-    """The exception types that mean 'your input is wrong', not 'netbend is broken'."""
-    from engine.export import MissingDependencyError
-    from engine.model_files import ModelNotFoundError, PickleRefusedError
-    from engine.tensorrt import TensorRTUnavailable
-    from live.media import MediaError
-    from live.control.preset_files import PresetError
-    from live.cli.render import RenderError
-    from live.control.takes import TakeError
-    from live.display.window import WindowError
+# The exception types that mean "your input is wrong", not "netbend is broken", by home.
+_USER_ERRORS = (("engine.model_files", "ModelNotFoundError"), ("engine.model_files", "PickleRefusedError"),
+                ("engine.export", "MissingDependencyError"), ("engine.tensorrt", "TensorRTUnavailable"),
+                ("live.media", "MediaError"), ("live.control.preset_files", "PresetError"),
+                ("live.cli.render", "RenderError"), ("live.control.takes", "TakeError"),
+                ("live.display.window", "WindowError"))
 
-    return (ModelNotFoundError, PickleRefusedError, MediaError, PresetError, RenderError, ValueError,
-            FileNotFoundError, WindowError, TakeError, TensorRTUnavailable, MissingDependencyError)
+
+def _user_errors() -> tuple[type, ...]:
+    """The user-error types that can have been raised: those of the modules imported so far.
+    A module never imported raised nothing, and importing it only to catch its error would
+    make a mistyped preset name wait for diffusers (seconds) before it is reported."""
+    loaded = tuple(getattr(sys.modules[home], name) for home, name in _USER_ERRORS if home in sys.modules)
+    return loaded + (ValueError, FileNotFoundError)
 
 
 def _render(args: argparse.Namespace) -> int:
