@@ -89,24 +89,25 @@ def test_osc_controls_a_running_show_records_a_take_and_renders_it(demo_wav, tmp
     assert json.loads(out.strip().splitlines()[-1])["frames"] > 0
 
 
-def test_unknown_device_monitor_and_preset_list_what_exists(tmp_path):
-    for args, needle in [(["--audio-device", "no-such-soundcard", "--headless"], "available inputs"),
-                         (["--preset", "no-such-preset", "--headless"], "available"),
-                         (["--preset", "paper-piano-mesh", "--headless"], "stream presets")]:
-        proc = netbend("live", "--model", "tiny", "--duration", "1", "--osc-port", "-1", *args)
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 2, (args, err)
-        assert err.startswith("netbend: error:") and needle in err, (args, err)
+def test_a_walk_preset_is_refused_by_live_with_the_command_that_renders_it():
+    proc = netbend("live", "--model", "tiny", "--duration", "1", "--osc-port", "-1", "--preset", "paper-piano-mesh",
+                   "--headless")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err
+    assert err.startswith("netbend: error:") and "stream presets" in err and "netbend render --preset" in err, err
 
 
-def test_a_wrong_preset_is_reported_before_the_model_code_loads():
-    """Before the fix the error handler imported diffusers (seconds) only to catch its errors."""
+@pytest.mark.parametrize("args, needle", [(["--preset", "no-such"], "unknown preset 'no-such'"),
+                                         (["--audio-device", "no-such-soundcard"], "unknown audio input device")])
+def test_a_wrong_preset_or_device_is_reported_before_the_model_code_loads(args, needle):
+    """Before the fix the error handler imported diffusers (seconds) only to catch its errors,
+    and a wrong audio device was found only once the model had loaded."""
     code = ("import sys; from live.cli import main; "
-            "code = main(['live', '--headless', '--model', 'tiny', '--osc-port', '-1', '--preset', 'no-such']); "
+            f"code = main(['live', '--headless', '--model', 'tiny', '--osc-port', '-1', *{args!r}]); "
             "print(code, 'diffusers' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.stdout.split() == ["2", "False"], (proc.stdout, proc.stderr)
-    assert "unknown preset 'no-such'" in proc.stderr
+    assert proc.stderr.startswith("netbend: error:") and needle in proc.stderr and "available" in proc.stderr
 
 
 def test_every_user_error_type_the_cli_names_exists():

@@ -106,7 +106,18 @@ def _inputs(opts: LiveOptions):
     if preset.pipeline != "stream":
         raise ValueError(f"preset {preset.name!r} is a {preset.pipeline} preset; `netbend live` runs stream presets "
                          f"(render it with `netbend render --preset {preset.name}`)")
+    if _uses_line_in(opts, take):  # a wrong device or channel is told before the model loads, not after
+        from live.audio.devices import find_device, input_channels
+
+        input_channels(opts.channel_list() or 1, find_device(opts.audio_device, "input"))
     return preset, take
+
+
+def _uses_line_in(opts: LiveOptions, take) -> bool:
+    """As _start_features chooses: a replayed take's features come first, then --no-audio,
+    then a file; a line-in otherwise."""
+    replaying_features = take is not None and opts.audio_file is None and opts.audio_device is None
+    return not (replaying_features or opts.no_audio or opts.audio_file is not None)
 
 
 # -- the show, once the model is loaded ------------------------------------------------------
