@@ -207,16 +207,18 @@ class AudioFrames:
 
     def __init__(self, job: RenderJob, preset=None, audio: Optional[tuple[np.ndarray, int]] = None, load=None):
         from engine.features import analyze
-        from engine.models import load_model
-        from engine.mappings import MappedBends
-        from engine.pipelines import make_pipeline
         from live.control.presets import load_preset, load_preset_model
 
-        load = load or load_model
         preset = preset if preset is not None else load_preset(job.preset)
         self.samples, self.rate, audio_name = (*audio, "the audio") if audio is not None else load_job_audio(job)
         if len(self.samples) == 0:
             raise RenderError(f"{audio_name}: no audio in the selected span")
+        # the model code (diffusers: seconds to import) only once the preset and audio are good
+        from engine.mappings import MappedBends
+        from engine.models import load_model
+        from engine.pipelines import make_pipeline
+
+        load = load or load_model
         mono = self.samples.mean(axis=1) if self.samples.ndim == 2 else self.samples
         self.table = analyze(mono, self.rate, fps=job.fps, taper=preset.taper)  # the preset's [features] window
         self.total = len(self.table)  # ceil(duration * fps)
