@@ -258,3 +258,16 @@ def test_mini_draws_the_prompted_kind_and_colour():
     kind, colour = accuracy(net, images, specs)
     assert colour >= 0.7, colour
     assert kind >= 0.4, kind
+
+
+def test_the_evaluation_runs_the_stream_as_the_default_preset_does_on_mini():
+    """docs/MODELS.md's stream adherence is measured at the settings a show uses (before the
+    fix the script drew the first picture in one step, the presets in eight)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from eval_mini import MINI_DEFAULTS
+
+    from live.control.presets import load_preset
+
+    config = load_preset("default").for_model("mini").config()
+    for field, value in MINI_DEFAULTS["stream"].items():
+        assert getattr(config, field) == value, field
