@@ -82,7 +82,8 @@ def replacing(path: Union[str, os.PathLike], *, mode: Optional[int] = None,
     The block writes the temp file (or folder) by any means. On a clean exit the file is fsynced
     (``durable``), given ``mode`` if one is set, and replaces ``path``; then the folder is
     fsynced so the rename survives a power cut. On any exception the temp file is removed
-    and ``path`` is untouched. The folder is made if needed."""
+    and ``path`` is untouched. The folder is made if needed. A folder replaces a folder
+    whole: the old one is moved aside, never deleted before the new one is in place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_beside(path)
@@ -94,12 +95,30 @@ def replacing(path: Union[str, os.PathLike], *, mode: Optional[int] = None,
             _fsync_written(tmp)
         if mode is not None:
             os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        old = _move_folder_aside(path) if tmp.is_dir() else None
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            if old is not None:
+                os.replace(old, path)  # the previous folder back in place
+            raise
     except BaseException:
         _remove_written(tmp)
         raise
     if durable:
         fsync_folder(path.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _move_folder_aside(path: Path) -> Optional[Path]:
+    """A folder cannot be renamed onto a folder that has files: rename the old one aside
+    first (it is removed once the new one is in place, or put back if that fails)."""
+    if not path.is_dir() or path.is_symlink():
+        return None
+    aside = temp_beside(path)
+    os.replace(path, aside)
+    return aside
 
 
 def write_atomically(path: Union[str, os.PathLike], data: Union[str, bytes, bytearray, memoryview], *,

@@ -24,7 +24,6 @@ import json
 import math
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import time
@@ -270,7 +269,6 @@ def export(args, state: dict, out: Path) -> Path:
     with replacing(out) as tmp:
         model.save_pretrained(tmp)
         (tmp / "TRAINING.json").write_text(json.dumps(record, indent=2) + "\n")
-        shutil.rmtree(out, ignore_errors=True)  # os.replace moves a folder onto no folder or an empty one
     return out
 
 

@@ -52,3 +52,19 @@ def test_a_folder_is_written_in_place_whole_and_a_failing_one_leaves_nothing(tmp
             (tmp / "vae" / "half.safetensors").write_bytes(b"x")
             raise RuntimeError("killed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mini"]
+
+
+def test_a_folder_replaces_a_folder_of_files_and_a_failed_one_keeps_the_old(tmp_path):
+    out = tmp_path / "mini"
+    (out / "unet").mkdir(parents=True)
+    (out / "unet" / "weights").write_text("old")
+    with pytest.raises(RuntimeError):
+        with replacing(out) as tmp:
+            (tmp / "unet").mkdir(parents=True)
+            raise RuntimeError("export failed")
+    assert (out / "unet" / "weights").read_text() == "old"  # before the fix the caller deleted it first
+    with replacing(out) as tmp:
+        (tmp / "unet").mkdir(parents=True)
+        (tmp / "unet" / "weights").write_text("new")
+    assert (out / "unet" / "weights").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mini"]
