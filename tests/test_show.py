@@ -340,3 +340,22 @@ def test_osc_gain_reaches_the_audio_source(pipe, tmp_path):
     show.submit(Command("/netbend/gain", (6.0,)))
     show.frame()
     assert source.gain_db == 6.0 and show.state.gain_db == 6.0
+
+
+def test_mapped_values_name_the_slot_whose_mapping_gave_them_even_during_a_preset_fade(pipe):
+    """/netbend/bend/<n>/value paired slots with the rendered chain by position; during a
+    preset fade the old preset's leaving bends come first, so slot 1 reported one of them."""
+    from live.show.remote_control import mapped_values
+
+    show, _, errors = make_show(pipe)
+    for address, args in [("/netbend/bend/1/operator", ("rotate",)), ("/netbend/bend/1/layer", ("mid",)),
+                          ("/netbend/bend/1/feature", ("rms",)), ("/netbend/bend/1/scale", (5.0, 6.0))]:
+        show.submit(Command(address, args))
+    show.frame()
+    assert mapped_values(show) == {"/netbend/bend/1/value": pytest.approx(5.0)}  # silence: the low end
+    show.submit(Command("/netbend/preset/load", (1,)))  # live-stained-glass: binary (mapped), sobel
+    show.frame()
+    assert show.fade.active and show.last_bends[0].operator == "rotate"  # the leaving bend first
+    assert mapped_values(show) == {"/netbend/bend/1/value": pytest.approx(0.6)}  # binary's, not rotate's 5.0
+    assert not errors
+    show.close()

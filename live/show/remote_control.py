@@ -93,13 +93,6 @@ def _open_oscquery(opts: LiveOptions, side: RemoteControl, tempo):
 
 
 def mapped_values(show) -> dict:
-    """/netbend/bend/<n>/value: the param each mapped bend rendered with last, so a slider
-    in the patch can follow what the audio does to it."""
-    out, bends, k = {}, list(show.last_bends), 0
-    for n, slot in enumerate(show.state.slots, start=1):
-        if slot is None:
-            continue
-        if slot.mapping is not None and k < len(bends):
-            out[f"/netbend/bend/{n}/value"] = float(bends[k].param)
-        k += 1
-    return out
+    """/netbend/bend/<n>/value: the param each mapped bend's mapping gave the newest frame,
+    so a slider in the patch can follow what the audio does to it."""
+    return {f"/netbend/bend/{n}/value": param for n, param in show.mapped_params.items()}

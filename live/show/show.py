@@ -94,6 +94,8 @@ class Show:
         self._waiting: Optional[Command] = None  # the command whose file work is under way
         self.driver = MappedBends()  # the feature -> param driver (engine.mappings)
         self._last_bends: list = []
+        self._driven: dict[int, float] = {}  # this frame's mapped params by 1-based slot, before the fade
+        self._mapped_params: dict[int, float] = {}
         self._last_frame_time: Optional[float] = None
         self._apply_pipeline_settings(None, state)
         self.on_applied: list[Callable[[Command], None]] = []
@@ -113,6 +115,12 @@ class Show:
     def last_bends(self) -> list:
         """The bends the newest frame was rendered with (mappings and a fade applied)."""
         return self._last_bends
+
+    @property
+    def mapped_params(self) -> dict[int, float]:
+        """The param each mapped slot's mapping gave the newest frame, by 1-based slot number
+        (what /netbend/bend/<n>/value reports; a preset fade or an empty slot shifts nothing)."""
+        return self._mapped_params
 
     @property
     def slots(self) -> list[str]:
@@ -269,7 +277,9 @@ class Show:
         """This frame's chain: mapped params from the features, then the preset fade."""
         keys = [k for k, slot in enumerate(state.slots) if slot is not None]  # a slot keeps its smoothing
         self.driver.set(state.bends, state.mappings, keys)
-        return self.fade.apply(self.driver.update(features, dt), now)
+        driven = self.driver.update(features, dt)
+        self._driven = {k + 1: float(b.param) for k, b, m in zip(keys, driven, state.mappings) if m is not None}
+        return self.fade.apply(driven, now)
 
     def frame(self) -> Optional[Frame]:
         """One frame of the show. Returns the published Frame, or None (frozen or failed)."""
@@ -292,7 +302,7 @@ class Show:
             self.numbers.frame_failed(f"{type(e).__name__}:{e}", f"frame {self.index}: {type(e).__name__}: {e}")
             self.recovery.failed(self.pipe, e)
             return None
-        self._last_bends = bends
+        self._last_bends, self._mapped_params = bends, self._driven
         self.recovery.good(image)
         return self._publish(image, features)
 
