@@ -192,14 +192,25 @@ def test_a_preset_fade_keeps_the_old_chain_in_order(pipe, tmp_path):
     assert fading == before
 
 
-def test_audio_features_keep_flowing_while_frozen(pipe):
+def test_audio_features_go_out_at_their_own_rate_frozen_or_slow(pipe):
+    """Before the fix they went out at frame boundaries: below --features-hz whenever the
+    render ran slower, and not at all while no frame was drawn."""
+    from live.show.remote_control import FeatureStream
+
+    class Server:
+        sent = []
+
+        def send_features(self, frame, extra):
+            self.sent.append((frame, extra))
+
     show, _, _ = make_show(pipe)
-    sent = []
-    show.on_features = sent.append
     show.submit(Command("/netbend/freeze", (1,)))
-    results = [show.frame() for _ in range(3)]
-    assert results == [None, None, None] and show.state.frozen
-    assert len(sent) == 3 and all("rms" in f.values for f in sent)
+    assert show.frame() is None and show.state.frozen
+    stream = FeatureStream(Server(), show, hz=40.0).start()
+    time.sleep(1.0)  # no frame drawn in this second
+    stream.stop()
+    assert 30 <= len(Server.sent) <= 42, len(Server.sent)
+    assert all("rms" in frame.values for frame, _ in Server.sent)
 
 
 def test_a_slot_recalled_by_key_is_recorded_by_name_and_replays_without_slots(pipe, tmp_path):

@@ -9,14 +9,16 @@ optional: a port in use costs the show its discovery, not its start.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 from live.show.options import LiveOptions
 
 log = logging.getLogger("netbend.live")
 
-__all__ = ["RemoteControl", "mapped_values", "open_remote_control"]
+__all__ = ["FeatureStream", "RemoteControl", "mapped_values", "open_remote_control"]
 
 
 @dataclass
@@ -26,6 +28,8 @@ class RemoteControl:
     control: Any
     gate: Any
     query: Any = None
+    features_hz: float = 30.0
+    stream: Optional["FeatureStream"] = None
 
     def connect(self, show, features: bool) -> None:
         """From now on commands are checked against the show's model and go to the show;
@@ -36,17 +40,49 @@ class RemoteControl:
                                       "osc_replies_dropped": server.replies_dropped}
         show.echo, show.error = server.echo, server.error
         if features:
-            show.on_features = lambda frame: server.send_features(frame, mapped_values(show))
+            self.stream = FeatureStream(server, show, self.features_hz).start()
         held = self.gate.open(show)
         if held:
             log.info("%d OSC command(s) sent while the model loaded go to the show now", held)
 
     def stop(self) -> None:
         """Safe to call twice: the show's close and run_live's both do."""
-        for thing in (self.query, self.server):
+        for thing in (self.stream, self.query, self.server):
             if thing is not None:
                 thing.stop()
-        self.query = self.server = None
+        self.stream = self.query = self.server = None
+
+
+class FeatureStream:
+    """The show's audio features (and mapped bends' values) out to the feedback target at
+    ``hz`` bundles a second, on a thread of their own: the rate a patch asked for, whatever
+    the render rate, frozen or not."""
+
+    def __init__(self, server, show, hz: float):
+        self.server, self.show, self.period = server, show, 1.0 / hz
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="netbend-features-out", daemon=True)
+        self.failures = 0
+
+    def start(self) -> "FeatureStream":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        due = time.monotonic()
+        while not self._stop.wait(max(0.0, due - time.monotonic())):
+            due = max(due + self.period, time.monotonic())  # late: no catch-up burst
+            try:
+                self.server.send_features(self.show.current_features(), mapped_values(self.show))
+            except Exception as e:  # noqa: BLE001 - a feedback hiccup must not stop the stream
+                self.failures += 1
+                if self.failures == 1:
+                    log.warning("sending the audio features over OSC failed: %s: %s", type(e).__name__, e)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2.0)
 
 
 def open_remote_control(opts: LiveOptions, first, slots: list[str], tempo) -> RemoteControl:
@@ -62,7 +98,7 @@ def open_remote_control(opts: LiveOptions, first, slots: list[str], tempo) -> Re
                          check_save=user_preset_path, ready=lambda: gate.is_open)
     server = OscServer(control, host=opts.osc_host, port=opts.osc_port, allow=opts.osc_allow or None,
                        feedback=opts.osc_feedback, features_hz=opts.features_hz).start()
-    side = RemoteControl(server, control, gate)
+    side = RemoteControl(server, control, gate, features_hz=opts.features_hz)
     try:
         log.info("OSC on %s:%d (commands wait for the show to start)", opts.osc_host, server.port)
         tempo.on_change.append(lambda bpm: server.to_feedback("/netbend/tempo", (float(bpm),)))

@@ -100,8 +100,6 @@ class Show:
         self._apply_pipeline_settings(None, state)
         self.on_applied: list[Callable[[Command], None]] = []
         self.on_frame: Optional[Callable[[Frame], None]] = None  # after each published frame
-        # every frame boundary, frozen or not, with the newest features (e.g. /netbend/audio/* out)
-        self.on_features: Optional[Callable[[FeatureFrame], None]] = None
         self.outputs = None  # a live.outputs.fanout.Outputs: every frame also goes to NDI, a recording …
 
     # -- control ---------------------------------------------------------------------------
@@ -115,6 +113,10 @@ class Show:
     def last_bends(self) -> list:
         """The bends the newest frame was rendered with (mappings and a fade applied)."""
         return self._last_bends
+
+    def current_features(self, now: Optional[float] = None) -> FeatureFrame:
+        """The newest feature frame (silence until the first one); safe from any thread."""
+        return self.features.latest() or silence(self.clock() if now is None else now)
 
     @property
     def mapped_params(self) -> dict[int, float]:
@@ -288,9 +290,8 @@ class Show:
         self._last_frame_time = now
         self._drain()
         state = self._state
-        features = self.features.latest() or silence(now)  # None until the first feature frame
+        features = self.current_features(now)
         self.recording.frame(self.features)
-        self._tell("on_features", self.on_features, features)
         if state.frozen:
             return None
         try:
