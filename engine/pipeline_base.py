@@ -14,7 +14,19 @@ log = logging.getLogger("netbend.pipeline")
 # The segment back-ends (engine.segments) but ONNX: a pipeline makes its own runners, and
 # ONNX's come from files the caller exported (engine.export). A pipeline's "eager" is the
 # hooked U-Net itself rather than eager segments: the same computation.
-PIPELINE_BACKENDS = tuple(b for b in BACKENDS if b != "onnx")
+# "auto", what the commands use unless told: trace on a CPU, where a small U-Net's time is
+# mostly diffusers' per-module Python and the traced graphs compute the same numbers;
+# eager elsewhere (no traced, compiled or TensorRT path has been measured on a GPU yet).
+PIPELINE_BACKENDS = ("auto", *(b for b in BACKENDS if b != "onnx"))
+
+
+def resolve_backend(backend: str, device) -> str:
+    """The back-end ``backend`` means on ``device``: "auto" becomes trace or eager."""
+    if backend != "auto":
+        return backend
+    import torch
+
+    return "trace" if torch.device(device).type == "cpu" and hasattr(torch.jit, "trace") else "eager"
 
 
 def shared_segments(model, backend: str, bender: Optional[Bender] = None, compile_options: Optional[dict] = None,
@@ -64,6 +76,7 @@ def check_size(config, pipeline: str) -> None:
 class BentPipeline:
     """A model, a config, and the bends on the model's U-Net, run by one back-end:
 
+    auto      trace on a CPU, eager elsewhere (``resolve_backend``)
     eager     the U-Net as diffusers runs it, with a Bender hook on every point
     compile   a ``SegmentedUNet`` of torch.compile'd segments with the block-level bends
               between them (hooks only for points inside blocks, while such a bend is set)
@@ -78,9 +91,10 @@ class BentPipeline:
     def __init__(self, model, config=None, bends: Iterable[Bend] = (), backend: str = "eager"):
         if backend not in PIPELINE_BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(PIPELINE_BACKENDS)}")
+        backend = resolve_backend(backend, model.device)
         self.model = model
         self.config = config if config is not None else self.config_type()
-        self.backend = backend
+        self.backend = backend  # as resolved: never "auto"
         if backend == "eager":
             self.bender = Bender(model.unet, bends)  # hooks once; bends change freely after
             self.unet = model.unet

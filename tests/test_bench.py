@@ -136,7 +136,7 @@ def test_bench_json_file_holds_the_same_json(bench):
 
 @pytest.mark.parametrize("argv, message", [
     (["--backend", "tensorrt"], "--backend tensorrt: no CUDA GPU"),
-    (["--backend", "onnx"], "unknown --backend 'onnx'; allowed: eager, compile, trace, tensorrt"),
+    (["--backend", "onnx"], "unknown --backend 'onnx'; allowed: auto, eager, compile, trace, tensorrt"),
     (["--peer", "streamdiffusion"], "unknown --peer 'streamdiffusion'; allowed: diffusers"),
     (["--size", "64x60"], "bad --size '64x60'"),
     (["--size", "big"], "bad --size 'big'"),

@@ -68,6 +68,7 @@ def test_osc_controls_a_running_show_records_a_take_and_renders_it(demo_wav, tmp
     stats = json.loads(out.strip().splitlines()[-1])
     assert stats["frames"] > 10 and stats["fps"] > 0 and stats["latency_ms_p50"] > 0
     assert stats["upload"].startswith("host (the model runs on cpu")  # the frame path, chosen and reported
+    assert stats["backend"] == "trace"  # --backend auto on a CPU
 
     recorded = load_take(take)
     addresses = [c.address for c in recorded.commands]
@@ -217,6 +218,7 @@ def test_the_starting_state_has_the_command_lines_gain_and_quantize(tmp_path):
         while "/netbend/gain" not in loading and app.poll() is None:  # answered while the model loads
             osc.send("/netbend/state")
             loading = dict(osc.receive(0.5, until="/netbend/state/end"))
+        osc.send("/netbend/prompt", "sent while loading")  # held, then handed to the show in order
         osc.wait_for_app(timeout=240)  # /netbend/ready 1: the show runs, so the state is the show's own
         osc.send("/netbend/state")
         running = dict(osc.receive(2.0, until="/netbend/state/end"))
@@ -228,6 +230,8 @@ def test_the_starting_state_has_the_command_lines_gain_and_quantize(tmp_path):
     for state in (loading, running):
         assert state["/netbend/gain"] == (6.0,)
         assert state["/netbend/quantize"] == ("beat",)
+    assert loading["/netbend/ready"] == (0,) and running["/netbend/ready"] == (1,)
+    assert running["/netbend/prompt"] == ("sent while loading",)  # nothing sent before the start is lost
 
 
 def test_a_line_in_without_channels_runs(pulse):

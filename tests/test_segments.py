@@ -250,7 +250,7 @@ def test_compile_backend_inner_bends_fall_back_to_hooks(tiny, compiled_pipes, ca
 def test_unknown_pipeline_backend_lists_allowed(tiny):
     from engine.stream import StreamPipeline
 
-    with pytest.raises(ValueError, match="unknown backend 'fast'; allowed: eager, compile, trace, tensorrt"):
+    with pytest.raises(ValueError, match="unknown backend 'fast'; allowed: auto, eager, compile, trace, tensorrt"):
         StreamPipeline(tiny, backend="fast")
 
 
@@ -362,11 +362,18 @@ def test_segments_end_at_the_block_level_points_in_chain_order(tiny):
         segment_kind("down")
 
 
-def test_pipeline_back_ends_are_the_segment_back_ends_but_onnx(tiny):
+def test_pipeline_back_ends_are_the_segment_back_ends_but_onnx_and_auto_resolves(tiny):
+    from engine.pipeline_base import resolve_backend
     from engine.walk import WalkConfig, WalkPipeline
 
-    assert set(PIPELINE_BACKENDS) == set(BACKENDS) - {"onnx"} and set(RUNNER_BACKENDS) <= set(BACKENDS)
-    with pytest.raises(ValueError, match="unknown backend 'onnx'; allowed: eager, compile, trace, tensorrt$"):
+    assert set(PIPELINE_BACKENDS) == {"auto"} | set(BACKENDS) - {"onnx"} and set(RUNNER_BACKENDS) <= set(BACKENDS)
+    assert resolve_backend("auto", "cpu") == "trace" and resolve_backend("auto", "cuda:0") == "eager"
+    assert resolve_backend("compile", "cpu") == "compile"
+    auto = WalkPipeline(tiny, backend="auto")
+    auto.bender.remove()
+    tiny.unet.__dict__.pop("_netbend_segments", None)
+    assert auto.backend == "trace"  # the model is on the CPU here
+    with pytest.raises(ValueError, match="unknown backend 'onnx'; allowed: auto, eager, compile, trace, tensorrt$"):
         WalkPipeline(tiny, backend="onnx")
     pipe = WalkPipeline(tiny)
     try:

@@ -317,7 +317,7 @@ def _pipelines(opts: BenchOptions, device: torch.device) -> tuple[StreamPipeline
                           backend=opts.backend)
     pipe.prepare()
     eager = None
-    if opts.backend != "eager":
+    if pipe.backend != "eager":  # as resolved: "auto" may be either
         eager = StreamPipeline(model_for_bench(), StreamConfig(steps=opts.steps, width=width, height=height))
         eager.prepare()
     peer = None  # diffusers' own pipeline on a third copy of the model (never bent)

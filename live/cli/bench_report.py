@@ -110,7 +110,7 @@ def report(opts: BenchOptions, rig: Rig, measured: Measured) -> dict:
         "device": describe_device(rig.device),
         "load_average_1m": {"before": before["load"], "after": after["load"]},
         "torch": torch.__version__,
-        "backend": opts.backend,
+        "backend": rig.pipe.backend,  # as resolved ("auto" becomes trace or eager)
         "model": opts.model,
         "dtype": str(rig.model.dtype).replace("torch.", ""),
         "channels_last": opts.channels_last,
@@ -136,8 +136,8 @@ def report(opts: BenchOptions, rig: Rig, measured: Measured) -> dict:
         "bend_changes": _bend_changes(churn, on, before, after),
         "speedup_over_eager": _speedup(times["eager"], on) if rig.eager is not None else None,
         "peer": _peer(rig.peer, times) if rig.peer is not None else None,
-        "compiles": _compiles(measured.measuring, after) if opts.backend == "compile" else None,
-        "traces": _traces(measured.measuring, after) if opts.backend == "trace" else None,
+        "compiles": _compiles(measured.measuring, after) if rig.pipe.backend == "compile" else None,
+        "traces": _traces(measured.measuring, after) if rig.pipe.backend == "trace" else None,
         "last_frame_finite": measured.finite,
         "notes": NOTES,
     }

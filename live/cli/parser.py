@@ -14,11 +14,11 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="tiny | sd-turbo | sd-1.5 | sd-2.1 | lcm-sd15 | a HF repo id | a folder | "
                                    "a .safetensors file (default: the preset's)")
     p.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda if available)")
-    p.add_argument("--backend", default="eager", help="how the U-Net runs: eager (default) | compile "
-                                                     "(torch.compile'd segments; the first frames compile) | "
-                                                     "trace (TorchScript-traced segments and VAE: no compiler, "
-                                                     "none of diffusers' per-module Python) | "
-                                                     "tensorrt (engines from `netbend build-engines`, CUDA)")
+    p.add_argument("--backend", default="auto", help="how the U-Net runs: auto (default: trace on a CPU, eager "
+                                                    "elsewhere) | eager | compile (torch.compile'd segments; the "
+                                                    "first frames compile) | trace (TorchScript-traced segments "
+                                                    "and VAE: no compiler, none of diffusers' per-module Python) | "
+                                                    "tensorrt (engines from `netbend build-engines`, CUDA)")
 
 def _render_parser(sub) -> None:
     p = sub.add_parser("render", help="render an audio file (or the built-in demo) to an MP4 with sound")

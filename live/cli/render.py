@@ -80,7 +80,7 @@ class RenderJob:
     progress: bool = True
     take: Optional[Path] = None  # render a rehearsal take instead of an audio file
     steps: Optional[int] = None  # take renders: denoising steps (more than live for full quality)
-    backend: str = "eager"  # eager | compile (the U-Net as compiled segments)
+    backend: str = "auto"  # how the U-Net runs (engine.pipeline_base.PIPELINE_BACKENDS)
     init_image: Optional[Path] = None  # chain and stream: frame 0 grows from this image (img2img)
     prompts: Optional[str] = None  # a prompt schedule "0:a|12.5:b" (seconds): replaces the preset's prompt
 

@@ -32,7 +32,7 @@ class SweepJob:
     size: Optional[tuple[int, int]] = None  # (width, height) of each cell
     opts: list[str] = field(default_factory=list)  # ["plane=R2"]
     device: Optional[str] = None
-    backend: str = "eager"
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
         """Checks that need no preset or model: a wrong field fails when the job is made, named."""

@@ -338,6 +338,7 @@ def _numbers(show, parts: _Parts, model, signals: StopSignals) -> dict:
     if isinstance(parts.source, AudioInput):
         stats["audio_overruns"] = int(parts.source.overruns)
     stats["device"] = str(model.device)
+    stats["backend"] = show.pipe.backend  # as resolved: --backend auto is trace on a CPU
     if signals.caught:
         stats["stopped_by"] = signals.caught
     stats["model"] = model.name

@@ -44,7 +44,7 @@ class LiveOptions:
     slots: list[str] = field(default_factory=list)  # empty: live.show.app.default_slots()
     allow_pickle: bool = False
     no_audio: bool = False
-    backend: str = "eager"  # how the U-Net runs (engine.pipeline_base.PIPELINE_BACKENDS)
+    backend: str = "auto"  # how the U-Net runs (engine.pipeline_base.PIPELINE_BACKENDS)
     oscquery_port: Optional[int] = None  # None: the OSC port + 10; 0: no OSCQuery
     link: bool = False  # join an Ableton Link session
     tempo: float = 120.0  # BPM until tapped, set, or Link says otherwise
