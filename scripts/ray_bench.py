@@ -2,7 +2,7 @@
 """Frames per second of a walk render: one local process against Ray with 1 and 2
 workers, and what the chunk size (walk frames per actor call) costs.
 
-    python scripts/ray_bench.py [--model tiny] [--frames 96] [--steps 4] [--size 64x64]
+    python scripts/ray_bench.py [--model tiny] [--frames 64] [--backend eager] [--steps 4] [--size 64x64]
 
 Every figure is a frames-only rate, counted as `netbend render` counts it: from the first
 frame to the last, without the model load, the workers' start or the video encode (the
@@ -46,6 +46,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--frames", type=int, default=64, help="frames per measured render (default 64)")
     parser.add_argument("--steps", type=int, default=4, help="DDIM steps per walk frame (default 4)")
     parser.add_argument("--size", default=None, help="WIDTHxHEIGHT (default: the model's native size)")
+    parser.add_argument("--backend", default="eager",
+                        help="the renders' --backend (default eager: a local render loads its model and, on "
+                             "trace, traces it again every run, where a Ray worker keeps both, which would "
+                             "flatter Ray)")
     parser.add_argument("--workers", default="1,2", help="Ray worker counts to measure (default 1,2)")
     parser.add_argument("--chunks", default="1,4,16,32", help="chunk sizes to measure with the most workers")
     parser.add_argument("--rounds", type=int, default=3, help="measurements per figure; medians (default 3)")
@@ -74,7 +78,7 @@ class Jobs:
         frames, n = frames or self.args.frames, next(self._runs)
         return RenderJob(output=self.folder / f"r{n}.mp4", audio=self.folder / "tone.wav", model=self.args.model,
                          preset=str(self.preset), size=parse_frame_size(self.args.size), span=(0.0, frames / 20.0),
-                         frames_dir=self.folder / f"f{n}", progress=False)
+                         frames_dir=self.folder / f"f{n}", backend=self.args.backend, progress=False)
 
 
 @dataclass
@@ -125,9 +129,11 @@ def report(args: argparse.Namespace, got: Figures, workers: list[int], chunks: l
 
     med = statistics.median
     base = med(got.local)
-    figures: dict = {"model": args.model, "frames": args.frames, "steps": args.steps, "size": args.size,
+    figures: dict = {"model": args.model, "backend": args.backend, "frames": args.frames, "steps": args.steps,
+                     "size": args.size,
                      "cpus": os.cpu_count(), "rounds": args.rounds, "local_fps": base}
-    print(f"walk on {args.model}, {args.steps} steps, {args.frames} frames; medians of {args.rounds} rounds "
+    print(f"walk on {args.model} ({args.backend}), {args.steps} steps, {args.frames} frames; "
+          f"medians of {args.rounds} rounds "
           f"(local: {len(got.local)} runs, interleaved); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"local, 1 process, 1 thread:  {base:7.2f} frames/s")
     for n in workers:
