@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Measure netbend's own model ("mini") against the bars of docs/MODELS.md.
 
-    python scripts/eval_mini.py --json mini-eval.json --sheet docs/mini-samples.png
+    python scripts/eval_mini.py --json mini-eval.json --sheet docs/mini-samples.jpg
 
 Prints one markdown table and writes the figures as JSON:
 - autoencoder PSNR on 256 held-out generated images, through Model.encode_image/decode_latent;
