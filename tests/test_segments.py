@@ -380,3 +380,22 @@ def test_pipeline_back_ends_are_the_segment_back_ends_but_onnx_and_auto_resolves
         assert pipe.config == WalkConfig()  # no config given: the pipeline's defaults
     finally:
         pipe.bender.remove()
+
+
+def test_a_trace_stream_traces_everything_in_prepare_not_in_its_first_frame(tiny):
+    """The show's first frame must not pay for tracing (it made a 4 s recording 0.3 s short)."""
+    from engine.stream import StreamConfig, StreamPipeline
+
+    tiny.unet.__dict__.pop("_netbend_segments", None)
+    tiny.vae.__dict__.pop("_netbend_traced", None)
+    pipe = StreamPipeline(tiny, StreamConfig(prompt="a test", seed=3), backend="trace")
+    try:
+        pipe.prepare()
+        assert pipe.encode_image.traces == 1 and pipe.decode_latent.traces == 1
+        before = pipe.traces
+        pipe.step()
+        assert pipe.traces == before
+    finally:
+        pipe.bender.remove()
+        tiny.unet.__dict__.pop("_netbend_segments", None)
+        tiny.vae.__dict__.pop("_netbend_traced", None)
