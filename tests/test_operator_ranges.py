@@ -70,3 +70,27 @@ def test_the_power_limit_is_needed(pipe):
         p.resume(good, 0)
         failed |= not bool(torch.isfinite(p.step()).all())
     assert failed
+
+
+def test_the_readme_operator_table_is_the_registry():
+    """README's table of operator ranges was written by hand from the registry: every
+    operator is a row, and each row says what param_range declares."""
+    import re
+    from pathlib import Path
+
+    from engine.operators import OPERATORS, param_range
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = {m[0]: m[1:] for m in re.findall(r"^\| `([^`]+)` \| (\S+) \| (\S+) \.\. (\S+) \| (.+?) \| ±(\S+) \|$", readme, re.M)}
+    assert set(rows) == set(OPERATORS), set(rows) ^ set(OPERATORS)
+
+    def number(text):
+        return float(text)  # the table rounds 2π to 6.283
+
+    for name, (neutral, low, high, unit, limit) in rows.items():
+        r = param_range(name)
+        assert (neutral == "–") == (r.neutral is None), name
+        if r.neutral is not None:
+            assert number(neutral) == pytest.approx(r.neutral, abs=1e-3), name
+        assert (number(low), number(high), number(limit)) == pytest.approx((r.low, r.high, r.limit), abs=1e-3), name
+        assert unit == r.unit, name
