@@ -26,7 +26,7 @@ def test_the_state_lists_outputs_and_a_switch_changes_only_its_own():
     after = apply(state, Command("/netbend/output/ndi/enable", (0,)))
     assert after.outputs == (("ndi", False), ("record", True))
     assert echo_messages(state, after) == [("/netbend/output/ndi/enable", (0,))]
-    with pytest.raises(CommandError, match="no output 'spout'; this show's outputs: ndi, record"):
+    with pytest.raises(CommandError, match="no output named 'spout'; outputs: ndi, record"):
         apply(state, Command("/netbend/output/spout/enable", (1,)))
     assert "outputs" not in state.to_dict()  # takes replay the same whatever outputs a show had
 
@@ -48,7 +48,7 @@ def test_the_show_reports_its_outputs_and_echoes_a_switch(pipe):
         assert echoed[-1].address == "/netbend/output/ndi/enable"
         show.submit(Command("/netbend/output/nope/enable", (1,)))
         show.frame()
-        assert errors and "no output 'nope'" in errors[-1][1] and "ndi" in errors[-1][1]
+        assert errors and "no output named 'nope'" in errors[-1][1] and "ndi" in errors[-1][1]
         assert show.state.outputs == (("ndi", False),)
     finally:
         outputs.close()

@@ -243,7 +243,9 @@ def _apply_output(state: ShowState, a: str, args: tuple) -> ShowState:
         return state
     known = dict(state.outputs)
     if name not in known:
-        raise CommandError(f"{a}: no output {name!r}; this show's outputs: {', '.join(known)}")
+        # worded as the show's own refusal (live/outputs/fanout.py), which answers when the
+        # state does not know the outputs yet: one message, whichever side refuses
+        raise CommandError(f"{a}: no output named {name!r}; outputs: {', '.join(known)}")
     return replace(state, outputs=tuple((n, bool(args[0]) if n == name else on) for n, on in state.outputs))
 
 
