@@ -58,7 +58,7 @@ from engine.mappings import Mapping
 from live.control.arguments import CommandError, count, integer, number, short, switch, text, words
 from live.control.limits import MAX_PROMPT, SEED_MAX, ModelLimits, as_limits, check_seed
 from live.control.slots import BEND_FIELDS, BendSlot, changed_slot, check_slot, slot_messages
-from live.outputs.commands import check_output_command, is_output_address, output_name
+from live.outputs.commands import check_output_command, is_output_address, output_name, unknown_output
 
 MAX_BENDS = 8
 PREFIX = "/netbend"
@@ -243,9 +243,7 @@ def _apply_output(state: ShowState, a: str, args: tuple) -> ShowState:
         return state
     known = dict(state.outputs)
     if name not in known:
-        # worded as the show's own refusal (live/outputs/fanout.py), which answers when the
-        # state does not know the outputs yet: one message, whichever side refuses
-        raise CommandError(f"{a}: no output named {name!r}; outputs: {', '.join(known)}")
+        raise CommandError(f"{a}: {unknown_output(name, known)}")
     return replace(state, outputs=tuple((n, bool(args[0]) if n == name else on) for n, on in state.outputs))
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["OUTPUT_PREFIXES", "check_output_command", "is_output_address", "output_name"]
+__all__ = ["OUTPUT_PREFIXES", "check_output_command", "is_output_address", "output_name", "unknown_output"]
 
 OUTPUT_PREFIXES = ("/netbend/output/", "/netbend/record/video/")
 ENABLE = re.compile(r"^/netbend/output/([A-Za-z0-9-]+)/enable$")
@@ -50,3 +50,10 @@ def check_output_command(address: str, args: tuple) -> None:
 def output_name(address: str) -> str:
     m = ENABLE.match(address)
     return m.group(1) if m else ""
+
+
+def unknown_output(name: str, known) -> str:
+    """The one wording of "no such output", whichever side refuses it (the OSC edge when the
+    state knows the show's outputs, the show's Outputs otherwise)."""
+    listing = ", ".join(known) or "none (add one with --ndi, --virtual-camera, --record-video …)"
+    return f"no output named {name!r}; outputs: {listing}"

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional
 
+from live.outputs.commands import unknown_output
 from live.outputs.framing import Framing
 from live.outputs.output import STOP_WAIT_S, Output, OutputError, OutputThread, _hold
 
@@ -67,8 +68,7 @@ class Outputs:
 
     def _known(self, name: str) -> str:
         if name not in self._threads:
-            listing = ", ".join(self.names) or "none (add one with --ndi, --virtual-camera, --record-video …)"
-            raise OutputError(f"no output named {name!r}; outputs: {listing}")
+            raise OutputError(unknown_output(name, self.names))
         return name
 
     @property

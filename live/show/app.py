@@ -106,18 +106,21 @@ def _inputs(opts: LiveOptions):
     if preset.pipeline != "stream":
         raise ValueError(f"preset {preset.name!r} is a {preset.pipeline} preset; `netbend live` runs stream presets "
                          f"(render it with `netbend render --preset {preset.name}`)")
-    if _uses_line_in(opts, take):  # a wrong device or channel is told before the model loads, not after
+    if _feature_source(opts, take) == "line-in":  # a wrong device or channel is told before the model loads
         from live.audio.devices import find_device, input_channels
 
         input_channels(opts.channel_list() or 1, find_device(opts.audio_device, "input"))
     return preset, take
 
 
-def _uses_line_in(opts: LiveOptions, take) -> bool:
-    """As _start_features chooses: a replayed take's features come first, then --no-audio,
-    then a file; a line-in otherwise."""
-    replaying_features = take is not None and opts.audio_file is None and opts.audio_device is None
-    return not (replaying_features or opts.no_audio or opts.audio_file is not None)
+def _feature_source(opts: LiveOptions, take) -> str:
+    """What the mappings read: "take" (a replayed take's recorded features, unless a file or
+    device is given), "none" (--no-audio), "file" (--audio-file) or "line-in"."""
+    if take is not None and opts.audio_file is None and opts.audio_device is None:
+        return "take"
+    if opts.no_audio:
+        return "none"
+    return "file" if opts.audio_file is not None else "line-in"
 
 
 # -- the show, once the model is loaded ------------------------------------------------------
@@ -225,11 +228,12 @@ def _start_features(opts: LiveOptions, take, preset, tempo, parts: _Parts):
     recorded ones, or none (silence), with the beat features added."""
     from live.control.tempo import TempoFeatures
 
-    if take is not None and opts.audio_file is None and opts.audio_device is None:
+    source = _feature_source(opts, take)
+    if source == "take":
         from live.control.takes import TakeFeatures
 
         features = TakeFeatures(take)
-    elif opts.no_audio:
+    elif source == "none":
         features = None
     else:
         from live.audio.features import FeatureThread

@@ -94,7 +94,6 @@ class Show:
         self._waiting: Optional[Command] = None  # the command whose file work is under way
         self.driver = MappedBends()  # the feature -> param driver (engine.mappings)
         self._last_bends: list = []
-        self._driven: dict[int, float] = {}  # this frame's mapped params by 1-based slot, before the fade
         self._mapped_params: dict[int, float] = {}
         self._last_frame_time: Optional[float] = None
         self._apply_pipeline_settings(None, state)
@@ -275,13 +274,14 @@ class Show:
 
     # -- one frame ---------------------------------------------------------------------------
 
-    def _bends(self, state: ShowState, features, now: float, dt: float) -> list:
-        """This frame's chain: mapped params from the features, then the preset fade."""
+    def _bends(self, state: ShowState, features, now: float, dt: float) -> tuple[list, dict[int, float]]:
+        """This frame's chain (mapped params from the features, then the preset fade), and
+        each mapped slot's param by 1-based slot number, before the fade."""
         keys = [k for k, slot in enumerate(state.slots) if slot is not None]  # a slot keeps its smoothing
         self.driver.set(state.bends, state.mappings, keys)
         driven = self.driver.update(features, dt)
-        self._driven = {k + 1: float(b.param) for k, b, m in zip(keys, driven, state.mappings) if m is not None}
-        return self.fade.apply(driven, now)
+        mapped = {k + 1: float(b.param) for k, b, m in zip(keys, driven, state.mappings) if m is not None}
+        return self.fade.apply(driven, now), mapped
 
     def frame(self) -> Optional[Frame]:
         """One frame of the show. Returns the published Frame, or None (frozen or failed)."""
@@ -295,7 +295,7 @@ class Show:
         if state.frozen:
             return None
         try:
-            bends = self._bends(state, features, now, dt)
+            bends, mapped = self._bends(state, features, now, dt)
             self.pipe.bends = bends
             image = self.pipe.step()
             self.recovery.check(image)
@@ -303,7 +303,7 @@ class Show:
             self.numbers.frame_failed(f"{type(e).__name__}:{e}", f"frame {self.index}: {type(e).__name__}: {e}")
             self.recovery.failed(self.pipe, e)
             return None
-        self._last_bends, self._mapped_params = bends, self._driven
+        self._last_bends, self._mapped_params = bends, mapped
         self.recovery.good(image)
         return self._publish(image, features)
 
